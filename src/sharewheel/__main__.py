@@ -1,0 +1,3 @@
+from sharewheel.cli import main
+
+main()

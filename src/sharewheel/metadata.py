@@ -1,0 +1,47 @@
+"""Core metadata edits: add the Requires-Dist a provider's ABI policy dictates.
+
+METADATA is edited as text, header by header, so that everything sharewheel does not touch
+(long description, unusual headers, their order) stays byte-for-byte as the build wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from packaging.requirements import Requirement
+
+from sharewheel.abi import narrow, parse_requirement, same_project
+
+
+def _split(text: str) -> tuple[list[str], str]:
+    """Header fields (continuation lines joined to their field), and what follows them."""
+    head, sep, body = text.partition("\n\n")
+    fields: list[str] = []
+    for line in head.split("\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += "\n" + line
+        elif line:
+            fields.append(line)
+    return fields, (sep + body) if sep else "\n"
+
+
+def add_requirements(text: str, wanted: Iterable[Requirement], where: str) -> str:
+    """METADATA `text` requiring each of `wanted`: existing requirements on the same project
+    are narrowed (extras and markers kept); an unconditional one is added when none exists."""
+    fields, tail = _split(text.replace("\r\n", "\n"))
+    for requirement in wanted:
+        unconditional = False
+        last = None
+        for index, field in enumerate(fields):
+            key, _, value = field.partition(":")
+            if key.strip().lower() != "requires-dist":
+                continue
+            last = index
+            existing = parse_requirement(" ".join(value.split()), where)
+            if same_project(existing.name, requirement.name):
+                fields[index] = f"Requires-Dist: {narrow(existing, requirement)}"
+                unconditional |= existing.marker is None
+        if not unconditional:
+            position = len(fields) if last is None else last + 1
+            fields.insert(position, f"Requires-Dist: {requirement}")
+    return "\n".join(fields) + tail

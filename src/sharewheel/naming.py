@@ -1,0 +1,55 @@
+"""Unique library names: the mechanism that lets one loaded copy serve every consumer.
+
+Dynamic loaders match a needed library against the names of libraries already loaded (ELF
+DT_SONAME, Mach-O install name, Windows module name). A provider's library therefore gets a
+name that is unique to (distribution, ABI series, library), and stable across releases of one
+series: upgrading within the series keeps old consumers working, two series get two names and
+can live in one process. It never depends on file contents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from packaging.utils import canonicalize_name
+
+UNIQUE_MARK = "-sw"
+_ELF_SONAME = re.compile(r"^(?P<stem>.+?)\.so(\.[0-9.]+)?$")
+
+
+def series_hash(distribution: str, series: str, stem: str) -> str:
+    key = f"sharewheel:{canonicalize_name(distribution)}:{series}:{stem}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def library_stem(filename: str) -> str:
+    """`libacme` for `libacme.so.3`, `libacme.3.dylib`, `acme.dll`; unique names map to their stem."""
+    match = _ELF_SONAME.match(filename)
+    if match:
+        stem = match["stem"]
+    elif filename.endswith(".dylib"):
+        stem = filename[: -len(".dylib")].split(".")[0]
+    elif filename.lower().endswith(".dll"):
+        stem = filename[:-4]
+    else:
+        stem = filename.split(".")[0]
+    return re.sub(rf"{UNIQUE_MARK}[0-9a-f]{{8}}$", "", stem)
+
+
+def unique_name(distribution: str, series: str, original: str) -> str:
+    """The name a provided library gets, e.g. ``libacme-sw1a2b3c4d.so`` for ``libacme.so.3``."""
+    stem = library_stem(original)
+    if original.endswith(".dylib"):
+        suffix = ".dylib"
+    elif original.lower().endswith(".dll"):
+        suffix = ".dll"
+    else:
+        suffix = ".so"
+    return f"{stem}{UNIQUE_MARK}{series_hash(distribution, series, stem)}{suffix}"
+
+
+def link_name(filename: str) -> str:
+    """The `-l` name of a library file: ``acme`` for ``libacme.so.3``."""
+    stem = library_stem(filename) if UNIQUE_MARK not in filename else filename.rsplit(".", 1)[0]
+    return stem[3:] if stem.startswith("lib") else stem

@@ -1,0 +1,210 @@
+"""`sharewheel pack`: a built C/C++ library prefix → a native-lib (provider) wheel.
+
+The tree is laid out as a provider wheel (see README, "Provider layout"), zipped once as a
+``py3-none-linux_<arch>`` wheel, and then handed to the same repair flow as any consumer: it
+vendors the libraries' non-provided dependencies as auditwheel would, relinks the ones other
+providers offer, adds their Requires-Dist, and gives the manylinux tag. So every provider
+wheel is self-contained and tagged exactly like a repaired consumer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from sharewheel import __version__, loader_template, pkgconfig
+from sharewheel.abi import AbiPolicy, parse_version
+from sharewheel.adapters import PrefixLibrary, adapter_for_host_binary
+from sharewheel.errors import SharewheelError
+from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
+from sharewheel.naming import link_name, unique_name
+from sharewheel.platforms import keys_of
+from sharewheel.registry import ENTRY_POINT_GROUP, Registry
+from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
+from sharewheel.wheelfile import WheelName, write_wheel
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    prefix: Path
+    name: str
+    version: str
+    out_dir: Path
+    libs: tuple[str, ...] = ()
+    abi: str = "major"
+    requires: tuple[str, ...] = ()
+    providers: tuple[Path, ...] = ()
+    plat: str = "auto"
+    summary: str = ""
+
+
+def pack(options: PackOptions) -> RepairReport:
+    prefix = options.prefix.resolve()
+    if not (prefix / "lib").is_dir() and not (prefix / "lib64").is_dir():
+        raise SharewheelError(f"{options.prefix}: not an install prefix (no lib/ directory)")
+    version = parse_version(options.version, "--version")
+    policy = AbiPolicy.parse(options.abi)
+    distribution = canonicalize_name(options.name)
+    package = distribution.replace("-", "_")
+    if not package.isidentifier():
+        raise SharewheelError(f"--name {options.name}: {package!r} is not a valid Python package name")
+
+    adapter = adapter_for_host_binary(_first_library_file(prefix))
+    libraries = _load_order(adapter.prefix_libraries(prefix, list(options.libs)))
+    platform = adapter.platform_tag(libraries[0].path)
+    registry = Registry.discover(options.providers, keys_of([platform]))
+    unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
+
+    with tempfile.TemporaryDirectory(prefix="sharewheel-pack-") as tmp:
+        tree = Path(tmp, "tree")
+        package_dir = tree / package
+        lib_dir = package_dir / "lib"
+        (lib_dir / "pkgconfig").mkdir(parents=True)
+        for lib in libraries:
+            adapter.install_library(lib, lib_dir / unique[lib.name], {n: unique[n] for n in lib.needed if n in unique})
+            adapter.link_aids(lib_dir, unique[lib.name], lib.name)
+        if (prefix / "include").is_dir():
+            shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
+        requires = _required_providers(libraries, registry, options.requires, distribution)
+        _write_pkgconfig(prefix, lib_dir / "pkgconfig", libraries, unique, requires, distribution, package, str(version))
+        runtime = [
+            loader_template.Requirement(
+                p.provides.package, p.distribution, str(p.requirement()),
+                tuple(sorted(lib.unique_name for lib in p.provides.libraries)),
+            )
+            for p in requires
+        ]
+        (package_dir / "__init__.py").write_text(
+            loader_template.provider_init(
+                distribution=distribution,
+                version=str(version),
+                libraries=[unique[lib.name] for lib in libraries],
+                requires=runtime,
+            ),
+            encoding="utf-8",
+        )
+
+        name = WheelName.parse(f"{package}-{version}-py3-none-{platform}.whl")
+        dist_info = tree / name.dist_info
+        dist_info.mkdir()
+        provides = Provides(
+            distribution=distribution,
+            version=str(version),
+            package=package,
+            abi=policy.name,
+            series=policy.series(version),
+            platform=platform,
+            libraries=tuple(
+                ProvidedLibrary(lib.name, unique[lib.name], f"{package}/lib/{unique[lib.name]}", "")
+                for lib in libraries
+            ),
+            requires=tuple(p.distribution for p in requires),
+        )
+        (dist_info / MANIFEST_NAME).write_text(Manifest(provides).dumps(), encoding="utf-8")
+        _write_dist_info(dist_info, distribution, str(version), package, libraries, platform, options.summary)
+        staged = write_wheel(tree, name.dist_info, Path(tmp, "stage", name.filename))
+        return repair_wheel(
+            staged,
+            options.out_dir,
+            RepairOptions(
+                providers=options.providers,
+                plat=options.plat,
+                install_hook=False,
+                declared_requires=tuple(p.distribution for p in requires),
+                library_path=tuple(d for d in (prefix / "lib", prefix / "lib64") if d.is_dir()),
+            ),
+        )
+
+
+def _first_library_file(prefix: Path) -> Path:
+    for lib_dir in (prefix / "lib", prefix / "lib64"):
+        for path in sorted(lib_dir.glob("*")) if lib_dir.is_dir() else ():
+            if path.is_file() and path.open("rb").read(4) == b"\x7fELF":
+                return path
+    raise SharewheelError(f"{prefix}: no shared libraries in {prefix}/lib")
+
+
+def _load_order(libraries: list[PrefixLibrary]) -> list[PrefixLibrary]:
+    """Libraries sorted so that each comes after the ones it needs (the loader's order)."""
+    by_name = {lib.name: lib for lib in libraries}
+    ordered: list[PrefixLibrary] = []
+    visiting: set[str] = set()
+
+    def visit(lib: PrefixLibrary) -> None:
+        if lib in ordered or lib.name in visiting:
+            return
+        visiting.add(lib.name)
+        for dep in lib.needed:
+            if dep in by_name:
+                visit(by_name[dep])
+        ordered.append(lib)
+
+    for lib in libraries:
+        visit(lib)
+    return ordered
+
+
+def _required_providers(libraries, registry: Registry, declared, distribution):  # type: ignore[no-untyped-def]
+    """Providers this one needs: the declared --requires and any whose library is linked."""
+    found = {}
+    for name in declared:
+        provider = registry.distribution(name)
+        if provider is None:
+            raise SharewheelError(f"--requires {name}: no such provider (give its wheel with --provider, or install it)")
+        found[canonicalize_name(provider.distribution)] = provider
+    for lib in libraries:
+        for needed in lib.needed:
+            match = registry.lookup(needed)
+            if match and canonicalize_name(match.provider.distribution) != distribution:
+                found.setdefault(canonicalize_name(match.provider.distribution), match.provider)
+    return [found[k] for k in sorted(found)]
+
+
+def _write_pkgconfig(prefix, pc_dir, libraries, unique, requires, distribution, package, version):  # type: ignore[no-untyped-def]
+    renames = {link_name(lib.name): link_name(unique[lib.name]) for lib in libraries}
+    own_pc = sorted(p for d in ("lib", "lib64", "share") for p in (prefix / d / "pkgconfig").glob("*.pc"))
+    for pc in own_pc:
+        text = pc.read_text(encoding="utf-8")
+        (pc_dir / pc.name).write_text(
+            pkgconfig.relocated_pc(text, prefix=str(prefix), package=package, renames=renames), encoding="utf-8"
+        )
+    required_pc = sorted({link_name(lib.name) for p in requires for lib in p.provides.libraries})
+    for lib in libraries:
+        pc_name = link_name(lib.name)
+        if (pc_dir / f"{pc_name}.pc").exists():
+            continue
+        (pc_dir / f"{pc_name}.pc").write_text(
+            pkgconfig.generated_pc(
+                name=pc_name, version=version, distribution=distribution, package=package,
+                link_names=[link_name(unique[lib.name])], requires=required_pc,
+            ),
+            encoding="utf-8",
+        )
+
+
+def _write_dist_info(dist_info, distribution, version, package, libraries, platform, summary) -> None:  # type: ignore[no-untyped-def]
+    names = ", ".join(lib.name for lib in libraries)
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\n"
+        f"Name: {distribution}\n"
+        f"Version: {version}\n"
+        f"Summary: {summary or f'Native library {names}, packed as a shared native-lib wheel by sharewheel'}\n"
+        "Requires-Python: >=3.8\n",
+        encoding="utf-8",
+    )
+    (dist_info / "WHEEL").write_text(
+        "Wheel-Version: 1.0\n"
+        f"Generator: sharewheel {__version__}\n"
+        "Root-Is-Purelib: false\n"
+        f"Tag: py3-none-{platform}\n",
+        encoding="utf-8",
+    )
+    pc_entries = "".join(f"{link_name(lib.name)} = {package}.lib.pkgconfig\n" for lib in libraries)
+    (dist_info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\n{distribution} = {package}\n\n[pkg_config]\n{pc_entries}",
+        encoding="utf-8",
+    )

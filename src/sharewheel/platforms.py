@@ -1,0 +1,35 @@
+"""Platform tags reduced to what decides binary compatibility between two wheels: OS and arch."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINUX = re.compile(r"^(?P<family>manylinux|musllinux|linux)(?:_\d+_\d+|1|2010|2014)?_(?P<arch>.+)$")
+_MACOS = re.compile(r"^macosx_\d+_\d+_(?P<arch>.+)$")
+_WINDOWS = {"win32": "x86", "win_amd64": "amd64", "win_arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class PlatformKey:
+    os: str  # linux (glibc), musllinux, macos, windows
+    arch: str
+
+    def __str__(self) -> str:
+        return f"{self.os}-{self.arch}"
+
+
+def platform_key(tag: str) -> PlatformKey | None:
+    """`linux-x86_64` for manylinux_2_17_x86_64 and linux_x86_64 alike; None for `any`."""
+    if match := _LINUX.match(tag):
+        family = "musllinux" if match["family"] == "musllinux" else "linux"
+        return PlatformKey(family, match["arch"])
+    if match := _MACOS.match(tag):
+        return PlatformKey("macos", match["arch"])
+    if tag in _WINDOWS:
+        return PlatformKey("windows", _WINDOWS[tag])
+    return None
+
+
+def keys_of(tags: list[str]) -> set[PlatformKey]:
+    return {key for tag in tags if (key := platform_key(tag)) is not None}

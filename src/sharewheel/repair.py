@@ -1,0 +1,271 @@
+"""`sharewheel repair`: analyze → plan → apply → write, for one consumer wheel.
+
+The OS adapter vendors what no provider offers (as auditwheel/delocate/delvewheel would) and
+relinks what a provider offers to the provider's unique name; sharewheel adds the runtime hook,
+the Requires-Dist from the provider's ABI policy and a record of what it linked, then writes
+the wheel atomically. The input wheel is only ever read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import posixpath
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from sharewheel import loader_template
+from sharewheel.adapters import BinaryInfo, RepairJob, adapter_for
+from sharewheel.errors import SharewheelError
+from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
+from sharewheel.metadata import add_requirements
+from sharewheel.platforms import keys_of
+from sharewheel.registry import Registry
+from sharewheel.wheelfile import InputWheel, write_wheel
+
+
+@dataclass(frozen=True)
+class RepairOptions:
+    providers: tuple[Path, ...] = ()
+    exclude: tuple[str, ...] = ()  # fnmatch patterns: neither vendored nor relinked
+    plat: str = "auto"
+    lib_sdir: str = ".libs"
+    install_hook: bool = True  # False for provider wheels: their own load() loads what they need
+    declared_requires: tuple[str, ...] = ()  # providers required even if no binary links them
+    library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What repair will do, decided before any file is touched."""
+
+    relink: dict[str, dict[str, str]]
+    fallback_dirs: dict[str, tuple[str, ...]]
+    links: tuple[Link, ...]
+    requirements: tuple[Requirement, ...]
+    runtime: tuple[loader_template.Requirement, ...]
+    exclude: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    input: Path
+    output: Path
+    links: tuple[Link, ...]
+    vendored: tuple[str, ...]
+    platforms: tuple[str, ...]
+    requirements: tuple[str, ...] = field(default=())
+
+    def summary(self) -> str:
+        linked = ", ".join(sorted({f"{l.original} -> {l.needed} ({l.provider} {l.version})" for l in self.links}))
+        vendored = ", ".join(posixpath.basename(v) for v in self.vendored)
+        return (
+            f"{self.output.name}: linked {linked or 'nothing'}; vendored {vendored or 'nothing'}; "
+            f"tagged {', '.join(self.platforms)}"
+        )
+
+
+def repair_wheel(wheel_path: Path, out_dir: Path, options: RepairOptions) -> RepairReport:
+    out_dir = _writable_dir(out_dir)
+    with InputWheel.open(wheel_path) as wheel, tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+        adapter = adapter_for(wheel.platforms, wheel_path.name)
+        registry = Registry.discover(options.providers, keys_of(wheel.platforms))
+        tree = Path(tmp, "tree").resolve()
+        wheel.extract(tree)
+        previous = _read_manifest(tree, wheel.dist_info)
+
+        # analyze: which binaries need which names, and which of those a provider offers
+        binaries = adapter.binaries(tree)
+        if not binaries:
+            raise SharewheelError(f"{wheel_path.name}: no native binaries in the wheel, nothing to repair")
+        plan = plan_links(wheel.name.distribution, binaries, registry, options, previous)
+
+        # apply: the OS tool vendors the rest; the adapter relinks the provided names
+        outcome = adapter.repair(
+            RepairJob(
+                wheel=wheel_path,
+                tree=tree,
+                distribution=wheel.name.distribution,
+                platforms=tuple(wheel.platforms),
+                relink=plan.relink,
+                fallback_dirs=plan.fallback_dirs,
+                exclude=plan.exclude,
+                plat=options.plat,
+                lib_sdir=options.lib_sdir,
+                library_path=options.library_path,
+            )
+        )
+
+        # write: hook, metadata, manifest, tags, RECORD, one atomic zip
+        renamed = install_hooks(tree, binaries, plan.runtime, wheel.name.distribution) if options.install_hook else {}
+        links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
+        vendored = tuple(sorted({*outcome.vendored, *(v for v in previous.vendored if (tree / v).is_file())}))
+        dist_info = tree / wheel.dist_info
+        metadata = dist_info / "METADATA"
+        metadata.write_text(
+            add_requirements(metadata.read_text(encoding="utf-8"), plan.requirements, wheel_path.name),
+            encoding="utf-8",
+        )
+        provides = previous.provides
+        if provides is not None:
+            provides = replace(
+                provides,
+                platform=".".join(outcome.platforms),
+                libraries=tuple(replace(lib, sha256=_sha256(tree / lib.path)) for lib in provides.libraries),
+            )
+        if provides is not None or links:
+            (dist_info / MANIFEST_NAME).write_text(Manifest(provides, links, vendored).dumps(), encoding="utf-8")
+        for signature in ("RECORD.jws", "RECORD.p7s"):  # invalid once any file changed
+            (dist_info / signature).unlink(missing_ok=True)
+        new_name, tag_lines = wheel.name.with_platforms(list(outcome.platforms))
+        _set_wheel_tags(dist_info / "WHEEL", tag_lines)
+        output = out_dir / new_name.filename
+        if output.exists() and output.samefile(wheel_path):
+            raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
+        write_wheel(tree, wheel.dist_info, output)
+    return RepairReport(
+        wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements)
+    )
+
+
+def plan_links(
+    distribution: str,
+    binaries: dict[str, BinaryInfo],
+    registry: Registry,
+    options: RepairOptions,
+    previous: Manifest,
+) -> Plan:
+    """Map every needed name a provider offers to the provider's unique name."""
+    earlier = {(link.binary, link.needed): link.original for link in previous.links}
+    relink: dict[str, dict[str, str]] = {}
+    fallback: dict[str, set[str]] = {}
+    links: list[Link] = []
+    files: dict[str, set[str]] = {}
+    providers = {}
+    for binary, info in sorted(binaries.items()):
+        for name in info.needed:
+            match = registry.lookup(name)
+            if match is None or any(fnmatch.fnmatchcase(name, p) for p in options.exclude):
+                continue
+            provider, library = match.provider, match.library
+            if canonicalize_name(provider.distribution) == canonicalize_name(distribution):
+                continue  # a provider's own libraries: never a dependency on itself
+            key = canonicalize_name(provider.distribution)
+            providers[key] = provider
+            files.setdefault(key, set()).add(library.unique_name)
+            relink.setdefault(binary, {})[name] = library.unique_name
+            fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
+            original = earlier.get((binary, name), name)
+            links.append(
+                Link(binary, library.unique_name, original, provider.distribution, provider.provides.version,
+                     str(provider.requirement()))
+            )
+    for declared in options.declared_requires:
+        provider = registry.distribution(declared)
+        if provider is None:
+            raise SharewheelError(
+                f"--requires {declared}: no such provider (give its wheel with --provider, or install it)"
+            )
+        key = canonicalize_name(provider.distribution)
+        providers[key] = provider
+        files.setdefault(key, {lib.unique_name for lib in provider.provides.libraries})
+    requirements = tuple(providers[k].requirement() for k in sorted(providers))
+    runtime = tuple(
+        loader_template.Requirement(
+            providers[k].provides.package, providers[k].distribution, str(providers[k].requirement()),
+            tuple(sorted(files[k])),
+        )
+        for k in sorted(providers)
+    )
+    exclude = frozenset({*options.exclude, *(name for m in relink.values() for name in m)})
+    return Plan(
+        relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude
+    )
+
+
+def install_hooks(
+    tree: Path,
+    binaries: dict[str, BinaryInfo],
+    runtime: Sequence[loader_template.Requirement],
+    distribution: str,
+) -> dict[str, str]:
+    """Make every importable package with binaries load the providers first.
+
+    A package's ``__init__.py`` gets a marked block importing a generated hook module. An
+    extension module outside any regular package gets a shim (see loader_template). Returns the
+    binaries renamed for shims, old path → new path.
+    """
+    if not runtime:
+        return {}
+    needed_by = canonicalize_name(distribution)
+    hook = loader_template.consumer_hook(runtime, needed_by)
+    packages: set[str] = set()
+    loose: list[str] = []
+    for binary, info in sorted(binaries.items()):
+        parts = binary.split("/")
+        if parts[0].endswith((".libs", ".data", ".dist-info", ".dylibs")):
+            continue
+        package = next(
+            ("/".join(parts[:i]) for i in range(1, len(parts)) if (tree.joinpath(*parts[:i], "__init__.py")).is_file()),
+            None,
+        )
+        if package is not None:
+            packages.add(package)
+        elif info.is_extension:
+            loose.append(binary)
+    for package in sorted(packages):
+        (tree / package / f"{loader_template.HOOK_MODULE}.py").write_text(hook, encoding="utf-8")
+        init = tree / package / "__init__.py"
+        block = loader_template.init_block(f"from . import {loader_template.HOOK_MODULE}  # noqa: F401")
+        init.write_text(loader_template.insert_block(init.read_text(encoding="utf-8"), block), encoding="utf-8")
+    renamed: dict[str, str] = {}
+    if loose:
+        top_hook = f"{loader_template.HOOK_MODULE}_{needed_by.replace('-', '_')}"
+        (tree / f"{top_hook}.py").write_text(hook, encoding="utf-8")
+        for binary in loose:
+            directory, filename = posixpath.split(binary)
+            module, _, rest = filename.partition(".")
+            if not rest.startswith("sharewheel."):
+                rest = f"sharewheel.{rest}"
+                moved = posixpath.join(directory, f"{module}.{rest}")
+                os.replace(tree / binary, tree / moved)
+                renamed[binary] = moved
+            shim = loader_template.extension_shim(module, f"{module}.{rest}", top_hook)
+            (tree / directory / f"{module}.py").write_text(shim, encoding="utf-8")
+    return renamed
+
+
+def _read_manifest(tree: Path, dist_info: str) -> Manifest:
+    path = tree / dist_info / MANIFEST_NAME
+    if not path.is_file():
+        return Manifest()
+    return Manifest.loads(path.read_text(encoding="utf-8"), f"{dist_info}/{MANIFEST_NAME}")
+
+
+def _set_wheel_tags(wheel_file: Path, tag_lines: list[str]) -> None:
+    lines = [l for l in wheel_file.read_text(encoding="utf-8").splitlines() if not l.startswith("Tag:")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    wheel_file.write_text("\n".join([*lines, *(f"Tag: {t}" for t in tag_lines)]) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _writable_dir(out_dir: Path) -> Path:
+    """Create `out_dir` and prove a file can be written there, before doing any work."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sharewheel-probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise SharewheelError(f"-w {out_dir}: cannot write there ({e.strerror or e})") from None
+    return out_dir.resolve()

@@ -1,0 +1,83 @@
+"""`sharewheel show`: what repair would do to a wheel, or what it did."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sharewheel.adapters import RepairJob, adapter_for
+from sharewheel.manifest import MANIFEST_NAME, Manifest
+from sharewheel.platforms import keys_of
+from sharewheel.registry import Registry
+from sharewheel.repair import RepairOptions, plan_links
+from sharewheel.wheelfile import InputWheel
+
+
+@dataclass(frozen=True)
+class ShowReport:
+    wheel: str
+    platforms: tuple[str, ...]
+    binaries: dict[str, list[dict[str, Any]]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"wheel": self.wheel, "platforms": list(self.platforms), "binaries": self.binaries}
+
+    def as_text(self) -> str:
+        lines = [f"{self.wheel}: repair tags it {', '.join(self.platforms)}"]
+        for binary, needs in self.binaries.items():
+            lines.append(f"  {binary}")
+            for need in needs:
+                state = need["state"]
+                if state == "provided":
+                    detail = f"provided by {need['provider']} {need['version']} as {need['unique_name']}"
+                elif state == "external":
+                    detail = f"external, repair vendors {need['path']}"
+                elif state == "policy":
+                    detail = "allowed by the platform policy"
+                elif state == "vendored":
+                    detail = "vendored in the wheel"
+                else:
+                    detail = "missing: not provided, not found"
+                lines.append(f"    {need['name']}: {detail}")
+        return "\n".join(lines)
+
+
+def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
+    with InputWheel.open(wheel_path) as wheel, tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+        adapter = adapter_for(wheel.platforms, wheel_path.name)
+        registry = Registry.discover(providers, keys_of(wheel.platforms))
+        tree = Path(tmp, "tree").resolve()
+        wheel.extract(tree)
+        manifest_path = tree / wheel.dist_info / MANIFEST_NAME
+        previous = (
+            Manifest.loads(manifest_path.read_text(encoding="utf-8"), str(manifest_path.name))
+            if manifest_path.is_file() else Manifest()
+        )
+        binaries = adapter.binaries(tree)
+        plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous)
+        job = RepairJob(
+            wheel=wheel_path, tree=tree, distribution=wheel.name.distribution,
+            platforms=tuple(wheel.platforms), relink=plan.relink, fallback_dirs=plan.fallback_dirs,
+            exclude=plan.exclude,
+        )
+        states, platforms = adapter.show(job)
+    report: dict[str, list[dict[str, Any]]] = {}
+    for binary, needs in states.items():
+        entries = []
+        for need in needs:
+            entry: dict[str, Any] = {"name": need.name, "state": need.state}
+            if need.state == "provided":
+                match = registry.lookup(need.name)
+                assert match is not None
+                entry.update(
+                    provider=match.provider.distribution,
+                    version=match.provider.provides.version,
+                    unique_name=match.library.unique_name,
+                )
+            if need.path:
+                entry["path"] = need.path
+            entries.append(entry)
+        report[binary] = entries
+    return ShowReport(wheel_path.name, platforms, report)

@@ -1,0 +1,319 @@
+"""Wheel I/O: read a wheel only after proving it is one, write one whole or not at all.
+
+Reading validates everything a later step would otherwise trip over with a traceback: the
+file name, the zip structure, entry names that could escape the extraction directory, the
+dist-info directory, WHEEL tags against the file name, and RECORD (names, sizes, hashes, via
+pypa/installer, exactly as pip checks it). Writing regenerates RECORD, orders entries
+canonically (dist-info last, RECORD last), stamps every entry with one time
+(SOURCE_DATE_EPOCH when set) and renames the finished file into place atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import email.parser
+import email.policy
+import hashlib
+import io
+import os
+import stat
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from packaging.tags import Tag, parse_tag
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+
+from sharewheel.errors import SharewheelError
+
+#: Refuse wheels whose entries unpack to more than this many bytes (a zip bomb guard).
+#: Override with the SHAREWHEEL_MAX_UNPACKED_SIZE environment variable (bytes).
+DEFAULT_MAX_UNPACKED_SIZE = 8 * 1024**3
+_CHUNK = 1 << 20
+
+
+def max_unpacked_size() -> int:
+    value = os.environ.get("SHAREWHEEL_MAX_UNPACKED_SIZE")
+    if value is None:
+        return DEFAULT_MAX_UNPACKED_SIZE
+    try:
+        return int(value)
+    except ValueError:
+        raise SharewheelError(f"SHAREWHEEL_MAX_UNPACKED_SIZE={value!r} is not a number of bytes") from None
+
+
+@dataclass(frozen=True)
+class WheelName:
+    """The parts of a wheel file name (PEP 427), parsed by packaging."""
+
+    distribution: str  # as spelled in the file name (normalised with underscores)
+    version: str
+    build: str
+    tags: frozenset[Tag]
+
+    @classmethod
+    def parse(cls, filename: str) -> WheelName:
+        try:
+            name, version, build, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename as e:
+            raise SharewheelError(f"{filename}: not a wheel file name ({e})") from None
+        build_text = "".join(str(part) for part in build) if build else ""
+        return cls(filename.split("-")[0], str(version), build_text, frozenset(tags))
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted({t.platform for t in self.tags})
+
+    def with_platforms(self, platforms: list[str]) -> tuple[WheelName, list[str]]:
+        """This name with its platform tags replaced; also the WHEEL `Tag` lines that go with it."""
+        interpreters_abis = sorted({(t.interpreter, t.abi) for t in self.tags})
+        tags = frozenset(Tag(i, a, p) for i, a in interpreters_abis for p in platforms)
+        lines = [f"{i}-{a}-{p}" for i, a in interpreters_abis for p in platforms]
+        return WheelName(self.distribution, self.version, self.build, tags), lines
+
+    @property
+    def filename(self) -> str:
+        interpreters = ".".join(sorted({t.interpreter for t in self.tags}))
+        abis = ".".join(sorted({t.abi for t in self.tags}))
+        platforms = ".".join(self.platforms)
+        build = f"-{self.build}" if self.build else ""
+        return f"{self.distribution}-{self.version}{build}-{interpreters}-{abis}-{platforms}.whl"
+
+    @property
+    def dist_info(self) -> str:
+        return f"{self.distribution}-{self.version}.dist-info"
+
+
+def _unsafe_name_reason(name: str) -> str | None:
+    if "\\" in name:
+        return "contains a backslash"
+    if name.startswith("/"):
+        return "is an absolute path"
+    if len(name) > 1 and name[1] == ":":
+        return "starts with a drive letter"
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        return "climbs out with '..'"
+    if "\0" in name:
+        return "contains a NUL byte"
+    return None
+
+
+class InputWheel:
+    """A validated wheel, open for reading. Use :meth:`open`; the input file is never written."""
+
+    def __init__(self, path: Path, name: WheelName, zf: zipfile.ZipFile, dist_info: str) -> None:
+        self.path = path
+        self.name = name
+        self.zip = zf
+        self.dist_info = dist_info
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path, *, check_record: bool = True) -> Iterator[InputWheel]:
+        if not path.is_file():
+            raise SharewheelError(f"{path}: no such file")
+        name = WheelName.parse(path.name)
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise SharewheelError(f"{path}: not a zip file ({e})") from None
+        try:
+            wheel = cls(path, name, zf, cls._check_entries(path, zf, name))
+            wheel._check_dist_info()
+            if check_record:
+                wheel._check_record()
+            yield wheel
+        finally:
+            zf.close()
+
+    @staticmethod
+    def _check_entries(path: Path, zf: zipfile.ZipFile, name: WheelName) -> str:
+        seen: dict[str, str] = {}
+        total = 0
+        limit = max_unpacked_size()
+        try:
+            infos = zf.infolist()
+        except Exception as e:  # zipfile raises several types for a broken central directory
+            raise SharewheelError(f"{path}: unreadable zip directory ({e})") from None
+        for info in infos:
+            reason = _unsafe_name_reason(info.filename)
+            if reason:
+                raise SharewheelError(f"{path}: entry {info.filename!r} {reason}")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise SharewheelError(f"{path}: entry {info.filename!r} is a symbolic link")
+            key = info.filename.rstrip("/").lower()
+            if key in seen:
+                other = seen[key]
+                what = "is duplicated" if other == info.filename else f"differs only in case from {other!r}"
+                raise SharewheelError(f"{path}: entry {info.filename!r} {what}")
+            seen[key] = info.filename
+            total += info.file_size
+            if total > limit:
+                raise SharewheelError(
+                    f"{path}: unpacks to more than {limit} bytes (raise SHAREWHEEL_MAX_UNPACKED_SIZE to allow it)"
+                )
+        top_dist_infos = {
+            n.split("/")[0] for n in seen.values() if n.split("/")[0].endswith(".dist-info") and "/" in n
+        }
+        if len(top_dist_infos) != 1:
+            found = ", ".join(sorted(top_dist_infos)) or "none"
+            raise SharewheelError(f"{path}: not a wheel: expected one .dist-info directory, found {found}")
+        dist_info = top_dist_infos.pop()
+        dist, _, version = dist_info[: -len(".dist-info")].partition("-")
+        if canonicalize_name(dist) != canonicalize_name(name.distribution) or version != name.version:
+            raise SharewheelError(f"{path}: {dist_info} does not match the file name")
+        return dist_info
+
+    def _check_dist_info(self) -> None:
+        wheel_text = self.read_text(f"{self.dist_info}/WHEEL")
+        headers = email.parser.Parser(policy=email.policy.compat32).parsestr(wheel_text)
+        if not headers.get("Wheel-Version"):
+            raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
+        declared: set[Tag] = set()
+        for line in headers.get_all("Tag") or []:
+            declared |= parse_tag(line.strip())
+        if declared != set(self.name.tags):
+            in_file = ", ".join(sorted(str(t) for t in declared)) or "none"
+            raise SharewheelError(
+                f"{self.path}: the file name's tags disagree with the WHEEL file's Tag lines ({in_file})"
+            )
+        metadata = email.parser.Parser(policy=email.policy.compat32).parsestr(
+            self.read_text(f"{self.dist_info}/METADATA")
+        )
+        meta_name = metadata.get("Name")
+        if not meta_name or canonicalize_name(meta_name) != canonicalize_name(self.name.distribution):
+            raise SharewheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
+
+    def _check_record(self) -> None:
+        from installer.sources import WheelFile
+
+        try:
+            WheelFile(self.zip).validate_record(validate_contents=True)
+        except Exception as e:  # installer reports every problem in one ValueError
+            issues = getattr(e, "issues", None) or [str(e)]
+            more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+            raise SharewheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
+
+    def read(self, member: str) -> bytes:
+        try:
+            return self.zip.read(member)
+        except KeyError:
+            raise SharewheelError(f"{self.path}: no {member} in the wheel") from None
+        except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as e:
+            raise SharewheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
+
+    def read_text(self, member: str) -> str:
+        try:
+            return self.read(member).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SharewheelError(f"{self.path}: {member} is not UTF-8 text") from None
+
+    @property
+    def platforms(self) -> list[str]:
+        return self.name.platforms
+
+    def extract(self, dest: Path) -> None:
+        """Unpack into `dest`, keeping executable bits; the byte budget is enforced while writing."""
+        budget = max_unpacked_size()
+        for info in self.zip.infolist():
+            target = dest.joinpath(*PurePosixPath(info.filename).parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with self.zip.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise SharewheelError(f"{self.path}: unpacks to more than allowed")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as e:
+                raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+            mode = (info.external_attr >> 16) & 0o777
+            target.chmod(0o755 if mode & 0o111 else 0o644)
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def _record_hash(data_path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(data_path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), size
+
+
+def _canonical_order(tree: Path, dist_info: str) -> list[str]:
+    """Every file under `tree`, sorted, dist-info last and its RECORD very last."""
+    files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file() or p.is_symlink())
+    record = f"{dist_info}/RECORD"
+    body = [f for f in files if not f.startswith(f"{dist_info}/")]
+    meta = [f for f in files if f.startswith(f"{dist_info}/") and f != record]
+    return [*body, *meta, record]
+
+
+def _timestamp() -> tuple[int, int, int, int, int, int]:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    try:
+        seconds = int(epoch) if epoch else int(time.time())
+    except ValueError:
+        raise SharewheelError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
+    seconds = max(seconds, 315532800)  # zip cannot store dates before 1980
+    return time.gmtime(seconds)[:6]
+
+
+def write_wheel(tree: Path, dist_info: str, out_path: Path) -> Path:
+    """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all."""
+    for path in tree.rglob("*"):
+        if path.is_symlink():
+            raise SharewheelError(f"{path.relative_to(tree)}: a wheel cannot hold a symbolic link")
+    names = _canonical_order(tree, dist_info)
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    for name in names[:-1]:
+        digest, size = _record_hash(tree / name)
+        writer.writerow((name, digest, size))
+    writer.writerow((names[-1], "", ""))
+    (tree / names[-1]).write_text(rows.getvalue(), encoding="utf-8")
+
+    date_time = _timestamp()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
+            for name in names:
+                source = tree / name
+                info = zipfile.ZipInfo(name, date_time)
+                executable = source.stat().st_mode & 0o111
+                info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                big = source.stat().st_size >= zipfile.ZIP64_LIMIT
+                with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
+                    while chunk := src.read(_CHUNK):
+                        dst.write(chunk)
+            zf.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out_path
