@@ -132,3 +132,18 @@ def test_repair_is_reproducible_and_idempotent(consumer: Consumer, tmp_path: Pat
     again = repair(first, tmp_path / "again", "--provider", consumer.provider, env=env)
     assert again.name == first.name
     assert again.read_bytes() == first.read_bytes()
+
+
+def test_providers_are_found_installed_and_given_ones_take_precedence(
+    consumer: Consumer, build_env: BuildEnv, packed, tmp_path: Path
+) -> None:
+    site = pip_target(build_env, consumer.provider, tmp_path / "site")  # acme-native 3.1.4 installed
+    env = {"PYTHONPATH": str(site), "LD_LIBRARY_PATH": str(consumer.extra_lib_dir)}
+    installed = repair(consumer.input, tmp_path / "installed", env=env)
+    assert requires_dist(installed) == requires_dist(consumer.output)
+    needed = elf_dynamic(one(list(unpack(installed, tmp_path / "i").rglob("_core*.so"))))["needed"]
+    assert provider_unique_name(consumer.provider) in needed
+
+    given = repair(consumer.input, tmp_path / "given", "--provider", packed("3.2.0"), env=env)
+    [requirement] = requires_dist(given)
+    assert requirement.specifier == SpecifierSet(">=3.2.0,==3.*")
