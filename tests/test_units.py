@@ -91,16 +91,10 @@ def test_requirement_combines_distribution_and_specifier() -> None:
 TEMPLATES = ["major", "minor", "exact", ">={version}", ">={version},<{major}.{minor}.99",
              ">={version},=={major}.{minor}.{micro}.*", "==={version}"]
 VERSIONS = ["3.1.4", "3.1.4.post1", "3.2.0", "4.0.0", "1!2.0"]
-EPOCH_BUG = pytest.mark.xfail(strict=True, reason=(
-    "abi._fields: {major}/{minor}/{micro} drop the epoch, so for 1!2.0 the major policy renders "
-    "'>=1!2.0,==2.*' (minor: '==2.0.*', custom '<2.0.99'), which no epoch-1 version satisfies, not "
-    "even 1!2.0 itself: the Requires-Dist added to consumers is unsatisfiable. Expected e.g. '==1!2.*'"))
 
 
 @pytest.mark.parametrize("template,version", [
-    pytest.param(t, v, marks=[EPOCH_BUG] if v == "1!2.0" and t in ("major", "minor", ">={version},<{major}.{minor}.99",
-                                                                    ">={version},=={major}.{minor}.{micro}.*") else [])
-    for t in TEMPLATES for v in VERSIONS
+    (t, v) for t in TEMPLATES for v in VERSIONS
 ])
 def test_specifier_admits_the_version_it_was_made_from(template: str, version: str) -> None:
     """A consumer repaired against provider V must accept provider V."""
@@ -109,10 +103,7 @@ def test_specifier_admits_the_version_it_was_made_from(template: str, version: s
 
 @pytest.mark.parametrize("template", [
     *TEMPLATES,
-    pytest.param("~={version}", marks=pytest.mark.xfail(strict=True, reason=(
-        "abi.AbiPolicy.series: a template whose only placeholder is {version} is one series ('all') "
-        "even when its operator bounds the release: '~={version}' means >=3.1.4,==3.1.*, yet 3.1.4 and "
-        "3.2.0 get one series, hence one unique soname, while their specifiers call them incompatible"))),
+    "~={version}",
 ])
 def test_same_series_exactly_when_the_newer_release_satisfies_the_older(template: str) -> None:
     """The series decides the unique name: two releases share it iff consumers of the older one
@@ -214,10 +205,7 @@ def test_library_stem_round_trips_unique_names(original: str, stem: str, suffix:
     ("acme.dll", "acme"),
     ("libacme-sw1cd33bec.so", "acme-sw1cd33bec"),
     ("libacme-sw1cd33bec.dylib", "acme-sw1cd33bec"),
-    pytest.param("libfoo-swift.so.1", "foo-swift", marks=pytest.mark.xfail(strict=True, reason=(
-        "naming.link_name treats any file name containing '-sw' as a unique name and cuts only the "
-        "last suffix: 'libfoo-swift.so.1' gives 'foo-swift.so' (pack then writes the GNU ld script "
-        "'libfoo-swift.so.so' and a wrong -l flag); it should test for the -sw<8 hex> mark"))),
+    ("libfoo-swift.so.1", "foo-swift"),
 ])
 def test_link_name(filename: str, expected: str) -> None:
     assert link_name(filename) == expected
@@ -336,9 +324,6 @@ def test_invalid_existing_requirement_names_the_wheel() -> None:
     assert "acme-native >>= 3" in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, reason="metadata.add_requirements replaces every CRLF in the whole METADATA "
-                   "text, so a long description with CRLF line ends (a README written on Windows) is not "
-                   "kept byte-for-byte, contrary to the module docstring; only the header needs normalising")
 def test_long_description_with_crlf_is_kept_byte_for_byte() -> None:
     body = "Windows README\r\nsecond line\r\n"
     result = add_requirements("Metadata-Version: 2.1\nName: c\n\n" + body, WANTED, "w.whl")
@@ -434,12 +419,6 @@ def test_remove_block_without_end_marker_leaves_the_source() -> None:
     assert remove_block(source) == source
 
 
-@pytest.mark.xfail(strict=True, reason="loader_template.insert_block counts lines with str.splitlines, which "
-                   "also splits at form feeds (and \\v, \\x1c-\\x1e, \\x85, \\u2028, \\u2029), while ast's "
-                   "end_lineno counts only newlines: with a form-feed line between docstring and "
-                   "`from __future__` the block lands before the future import and the __init__.py no longer "
-                   "compiles; with one inside the docstring the block lands inside the docstring. It should "
-                   "split on '\\n' only")
 @pytest.mark.parametrize("source", [
     '"""Doc."""\n\x0c\nfrom __future__ import annotations\nimport os\n',
     '"""Doc.\x0cMore doc."""\nimport os\n',
@@ -537,10 +516,6 @@ def test_broken_manifest_messages_say_what_is_wrong() -> None:
     assert "no library" in message(BROKEN["no-libraries"])
 
 
-@pytest.mark.xfail(strict=True, reason="manifest.Manifest.loads converts `vendored` and `provides.requires` "
-                   "with tuple(str(v) for v in ...): a string is accepted as a list of its characters "
-                   "(vendored='a.so' gives ('a', '.', 's', 'o')) and numbers or objects are stringified, "
-                   "instead of the 'malformed sharewheel.json' error the module docstring promises")
 @pytest.mark.parametrize("text", ACCEPTED_WRONG_TYPES.values(), ids=ACCEPTED_WRONG_TYPES.keys())
 def test_list_of_strings_fields_reject_other_types(text: str) -> None:
     with pytest.raises(SharewheelError) as error:

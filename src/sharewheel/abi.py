@@ -35,10 +35,12 @@ def parse_version(text: str, what: str = "version") -> Version:
 
 
 def _fields(version: Version) -> dict[str, str]:
+    """Template fields; {major} carries the epoch (`1!2`), so `=={major}.*` admits `1!2.0`."""
     release = (*version.release, 0, 0)
+    epoch = f"{version.epoch}!" if version.epoch else ""
     return {
         "version": str(version),
-        "major": str(release[0]),
+        "major": f"{epoch}{release[0]}",
         "minor": str(release[1]),
         "micro": str(release[2]),
     }
@@ -50,8 +52,9 @@ class AbiPolicy:
 
     Custom templates use the placeholders {version}, {major}, {minor} and {micro}, e.g.
     ``>={version},<{major}.{minor}.99``. Their series is the finest of {micro}, {minor},
-    {major} they use; ``=={version}`` makes every release its own series, and a template
-    without any field but {version} (``>={version}``) means all releases are one series.
+    {major} they use; ``=={version}`` makes every release its own series, ``~={version}``
+    makes a series of all releases sharing every release component but the last, and a
+    template without any field but {version} (``>={version}``) makes all releases one series.
     """
 
     template: str
@@ -69,7 +72,7 @@ class AbiPolicy:
         policy = cls(template)
         try:
             policy.specifier(Version("1.2.3"))
-        except (InvalidSpecifier, SharewheelError):
+        except (InvalidSpecifier, ValueError, IndexError, KeyError):  # str.format on a bad template
             raise SharewheelError(
                 f"ABI policy {text!r} is not major, minor, exact or a valid specifier template"
             ) from None
@@ -92,6 +95,10 @@ class AbiPolicy:
         used = set(_PLACEHOLDER.findall(self.template))
         if re.search(r"===?\s*{version}", self.template):
             return fields["version"]
+        if re.search(r"~=\s*{version}", self.template):
+            release = version.release[:-1] if len(version.release) > 1 else version.release
+            epoch = f"{version.epoch}!" if version.epoch else ""
+            return epoch + ".".join(map(str, release))
         if "micro" in used:
             return f"{fields['major']}.{fields['minor']}.{fields['micro']}"
         if "minor" in used:

@@ -32,7 +32,21 @@ def _provider_option(function: F) -> F:
 
 
 class _Group(click.Group):
-    """Turns SharewheelError (bad input) into one `sharewheel: error: ...` line and exit 1."""
+    """Every bad input, ours or click's usage errors, becomes one `sharewheel: error: ...` line."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+                e.show()  # `sharewheel` alone: the help, not an error line
+            else:
+                click.echo(f"sharewheel: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("sharewheel: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,14 +56,14 @@ class _Group(click.Group):
             sys.exit(1)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except Exception as e:  # a bug: still one line, the traceback on request
+        except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback on request
             if os.environ.get("SHAREWHEEL_DEBUG"):
                 traceback.print_exc()
             click.echo(
                 f"sharewheel: internal error: {type(e).__name__}: {e} (SHAREWHEEL_DEBUG=1 shows the traceback; please report it)",
                 err=True,
             )
-            sys.exit(2)
+            sys.exit(3)
 
 
 @click.group(cls=_Group)
@@ -75,7 +89,8 @@ def main(verbose: int) -> None:
 def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str, requires: tuple[str, ...],
          plat: str, summary: str, providers: tuple[Path, ...], wheel_dir: Path) -> None:
     """Pack the C/C++ library installed in PREFIX into a native-lib wheel."""
-    from sharewheel.pack import PackOptions, pack as run_pack
+    from sharewheel.pack import PackOptions
+    from sharewheel.pack import pack as run_pack
 
     if not prefix.is_dir():
         raise SharewheelError(f"{prefix}: no such directory")
@@ -96,8 +111,11 @@ def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[Path, ...]
     from sharewheel.repair import RepairOptions, repair_wheel
 
     options = RepairOptions(providers=providers, exclude=exclude, plat=plat, lib_sdir=lib_sdir)
+    written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
     for path in _expand(wheels):
-        click.echo(repair_wheel(path, wheel_dir, options).summary())
+        report = repair_wheel(path, wheel_dir, options, taken=written)
+        written[report.output] = path
+        click.echo(report.summary())
 
 
 @main.command()
@@ -121,7 +139,7 @@ def _expand(patterns: tuple[str, ...]) -> list[Path]:
             raise SharewheelError(f"{pattern}: no wheel matches")
         for match in matches:
             path = Path(match)
-            if path in paths:
+            if any(os.path.realpath(path) == os.path.realpath(p) for p in paths):
                 raise SharewheelError(f"{path}: given twice")
             paths.append(path)
     return paths

@@ -10,6 +10,7 @@ name. That is what lets two series of one library serve two consumers in one pro
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ def _require(package, distribution, requirement, files, needed_by):
             if e.name != package:
                 raise
         else:
-            found = os.path.dirname(os.path.realpath(getattr(module, "__file__", None) or "."))
-            if _ships(found, files):
+            if getattr(module, "__file__", None):
+                found = os.path.dirname(os.path.realpath(module.__file__))
+            if found is not None and _ships(found, files):
                 module.load()
                 return module
         for entry in sys.path:
@@ -183,7 +185,7 @@ def insert_block(source: str, block: str) -> str:
     A block from an earlier repair is replaced, so repairing twice changes nothing.
     """
     source = remove_block(source)
-    lines = source.splitlines(keepends=True)
+    lines = re.split(r"(?<=\n)", source)  # as ast counts lines: only at \n, not at \f or \x85
     position = _after_docstring_and_future(source)
     if position and not lines[position - 1].endswith("\n"):
         lines[position - 1] += "\n"

@@ -75,12 +75,12 @@ class Manifest:
             provides = data.get("provides")
             if provides is not None:
                 libs = tuple(ProvidedLibrary(**_strings(lib)) for lib in provides.pop("libraries"))
-                requires = tuple(str(r) for r in provides.pop("requires", ()))
+                requires = _string_list(provides.pop("requires", []))
                 provides = Provides(libraries=libs, requires=requires, **_strings(provides))
                 if not libs:
                     raise ValueError("provides no library")
             links = tuple(Link(**_strings(link)) for link in data.get("links", ()))
-            vendored = tuple(str(v) for v in data.get("vendored", ()))
+            vendored = _string_list(data.get("vendored", []))
         except (TypeError, KeyError, AttributeError, ValueError) as e:
             raise SharewheelError(f"{where}: malformed {MANIFEST_NAME}: {e}") from None
         return cls(provides, links, vendored)
@@ -90,6 +90,12 @@ def _strings(obj: Any) -> dict[str, str]:
     if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
         raise ValueError(f"expected an object of strings, got {obj!r}")
     return obj
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
 
 
 def _generator() -> str:

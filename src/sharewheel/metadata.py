@@ -6,6 +6,7 @@ METADATA is edited as text, header by header, so that everything sharewheel does
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from packaging.requirements import Requirement
@@ -14,21 +15,22 @@ from sharewheel.abi import narrow, parse_requirement, same_project
 
 
 def _split(text: str) -> tuple[list[str], str]:
-    """Header fields (continuation lines joined to their field), and what follows them."""
-    head, sep, body = text.partition("\n\n")
+    """Header fields (continuation lines joined to their field), and what follows them verbatim."""
+    end = re.search(r"\r?\n\r?\n", text)
+    head, tail = (text[: end.start()], text[end.start() :]) if end else (text, "\n")
     fields: list[str] = []
-    for line in head.split("\n"):
+    for line in head.replace("\r\n", "\n").split("\n"):
         if line[:1] in (" ", "\t") and fields:
             fields[-1] += "\n" + line
         elif line:
             fields.append(line)
-    return fields, (sep + body) if sep else "\n"
+    return fields, tail
 
 
 def add_requirements(text: str, wanted: Iterable[Requirement], where: str) -> str:
     """METADATA `text` requiring each of `wanted`: existing requirements on the same project
     are narrowed (extras and markers kept); an unconditional one is added when none exists."""
-    fields, tail = _split(text.replace("\r\n", "\n"))
+    fields, tail = _split(text)
     for requirement in wanted:
         unconditional = False
         last = None

@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 
 UNIQUE_MARK = "-sw"
 _ELF_SONAME = re.compile(r"^(?P<stem>.+?)\.so(\.[0-9.]+)?$")
+_UNIQUE = re.compile(rf"^(?P<stem>.+{UNIQUE_MARK}[0-9a-f]{{8}})\.(so|dylib|dll)$", re.IGNORECASE)
 
 
 def series_hash(distribution: str, series: str, stem: str) -> str:
@@ -50,6 +51,7 @@ def unique_name(distribution: str, series: str, original: str) -> str:
 
 
 def link_name(filename: str) -> str:
-    """The `-l` name of a library file: ``acme`` for ``libacme.so.3``."""
-    stem = library_stem(filename) if UNIQUE_MARK not in filename else filename.rsplit(".", 1)[0]
-    return stem[3:] if stem.startswith("lib") else stem
+    """The `-l` name of a library file: ``acme`` for ``libacme.so.3``, ``acme-sw1a2b3c4d`` for its unique name."""
+    unique = _UNIQUE.match(filename)
+    stem = unique["stem"] if unique else library_stem(filename)
+    return stem.removeprefix("lib")

@@ -23,7 +23,7 @@ from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
 from sharewheel.platforms import keys_of
-from sharewheel.registry import ENTRY_POINT_GROUP, Registry
+from sharewheel.registry import ENTRY_POINT_GROUP, Provider, Registry
 from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
 from sharewheel.wheelfile import WheelName, write_wheel
 
@@ -148,9 +148,11 @@ def _load_order(libraries: list[PrefixLibrary]) -> list[PrefixLibrary]:
     return ordered
 
 
-def _required_providers(libraries, registry: Registry, declared, distribution):  # type: ignore[no-untyped-def]
+def _required_providers(
+    libraries: list[PrefixLibrary], registry: Registry, declared: tuple[str, ...], distribution: str
+) -> list[Provider]:
     """Providers this one needs: the declared --requires and any whose library is linked."""
-    found = {}
+    found: dict[str, Provider] = {}
     for name in declared:
         provider = registry.distribution(name)
         if provider is None:
@@ -164,7 +166,16 @@ def _required_providers(libraries, registry: Registry, declared, distribution): 
     return [found[k] for k in sorted(found)]
 
 
-def _write_pkgconfig(prefix, pc_dir, libraries, unique, requires, distribution, package, version):  # type: ignore[no-untyped-def]
+def _write_pkgconfig(
+    prefix: Path,
+    pc_dir: Path,
+    libraries: list[PrefixLibrary],
+    unique: dict[str, str],
+    requires: list[Provider],
+    distribution: str,
+    package: str,
+    version: str,
+) -> None:
     renames = {link_name(lib.name): link_name(unique[lib.name]) for lib in libraries}
     own_pc = sorted(p for d in ("lib", "lib64", "share") for p in (prefix / d / "pkgconfig").glob("*.pc"))
     for pc in own_pc:
@@ -186,7 +197,15 @@ def _write_pkgconfig(prefix, pc_dir, libraries, unique, requires, distribution, 
         )
 
 
-def _write_dist_info(dist_info, distribution, version, package, libraries, platform, summary) -> None:  # type: ignore[no-untyped-def]
+def _write_dist_info(
+    dist_info: Path,
+    distribution: str,
+    version: str,
+    package: str,
+    libraries: list[PrefixLibrary],
+    platform: str,
+    summary: str,
+) -> None:
     names = ", ".join(lib.name for lib in libraries)
     (dist_info / "METADATA").write_text(
         "Metadata-Version: 2.1\n"

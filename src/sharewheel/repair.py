@@ -13,7 +13,7 @@ import hashlib
 import os
 import posixpath
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -71,7 +71,10 @@ class RepairReport:
         )
 
 
-def repair_wheel(wheel_path: Path, out_dir: Path, options: RepairOptions) -> RepairReport:
+def repair_wheel(
+    wheel_path: Path, out_dir: Path, options: RepairOptions, *, taken: Mapping[Path, Path] | None = None
+) -> RepairReport:
+    """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their inputs."""
     out_dir = _writable_dir(out_dir)
     with InputWheel.open(wheel_path) as wheel, tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
@@ -128,6 +131,8 @@ def repair_wheel(wheel_path: Path, out_dir: Path, options: RepairOptions) -> Rep
         output = out_dir / new_name.filename
         if output.exists() and output.samefile(wheel_path):
             raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
+        if taken and output in taken:
+            raise SharewheelError(f"{wheel_path}: repairs to {output.name}, which {taken[output]} was just repaired to")
         write_wheel(tree, wheel.dist_info, output)
     return RepairReport(
         wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements)
@@ -167,14 +172,14 @@ def plan_links(
                      str(provider.requirement()))
             )
     for declared in options.declared_requires:
-        provider = registry.distribution(declared)
-        if provider is None:
+        required = registry.distribution(declared)
+        if required is None:
             raise SharewheelError(
                 f"--requires {declared}: no such provider (give its wheel with --provider, or install it)"
             )
-        key = canonicalize_name(provider.distribution)
-        providers[key] = provider
-        files.setdefault(key, {lib.unique_name for lib in provider.provides.libraries})
+        key = canonicalize_name(required.distribution)
+        providers[key] = required
+        files.setdefault(key, {lib.unique_name for lib in required.provides.libraries})
     requirements = tuple(providers[k].requirement() for k in sorted(providers))
     runtime = tuple(
         loader_template.Requirement(

@@ -21,6 +21,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class WheelName:
     @classmethod
     def parse(cls, filename: str) -> WheelName:
         try:
-            name, version, build, tags = parse_wheel_filename(filename)
+            _, version, build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as e:
             raise SharewheelError(f"{filename}: not a wheel file name ({e})") from None
         build_text = "".join(str(part) for part in build) if build else ""
@@ -143,7 +144,7 @@ class InputWheel:
         limit = max_unpacked_size()
         try:
             infos = zf.infolist()
-        except Exception as e:  # zipfile raises several types for a broken central directory
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
             raise SharewheelError(f"{path}: unreadable zip directory ({e})") from None
         for info in infos:
             reason = _unsafe_name_reason(info.filename)
@@ -195,11 +196,13 @@ class InputWheel:
             raise SharewheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
 
     def _check_record(self) -> None:
+        from installer.exceptions import InstallerError
+        from installer.records import InvalidRecordEntry
         from installer.sources import WheelFile
 
         try:
             WheelFile(self.zip).validate_record(validate_contents=True)
-        except Exception as e:  # installer reports every problem in one ValueError
+        except (ValueError, InstallerError, InvalidRecordEntry) as e:  # one error listing every issue
             issues = getattr(e, "issues", None) or [str(e)]
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
             raise SharewheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
@@ -209,7 +212,7 @@ class InputWheel:
             return self.zip.read(member)
         except KeyError:
             raise SharewheelError(f"{self.path}: no {member} in the wheel") from None
-        except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
             raise SharewheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
 
     def read_text(self, member: str) -> str:
@@ -238,16 +241,10 @@ class InputWheel:
                         if budget < 0:
                             raise SharewheelError(f"{self.path}: unpacks to more than allowed")
                         out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib_error()) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
             mode = (info.external_attr >> 16) & 0o777
             target.chmod(0o755 if mode & 0o111 else 0o644)
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def _record_hash(data_path: Path) -> tuple[str, int]:

@@ -85,9 +85,9 @@ def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(tag.needed)  # type: ignore[attr-defined]
                         elif tag.entry.d_tag == "DT_SONAME":
-                            soname = tag.soname
+                            soname = tag.soname  # type: ignore[attr-defined]
             is_extension = elf_is_python_extension(path, elf)[0]
         except (ELFError, ValueError, KeyError, AssertionError, OSError) as e:
             raise SharewheelError(f"{path.name}: malformed ELF file ({e})") from None
@@ -207,8 +207,8 @@ class LinuxAdapter:
                 if replacements:
                     patcher.replace_needed(binary, *replacements)
                 if external:
-                    rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, binary.parent)
-                    append_rpath_within_wheel(binary, str(rpath), job.tree, patcher)
+                    libs_rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, binary.parent)
+                    append_rpath_within_wheel(binary, str(libs_rpath), job.tree, patcher)
             for _, path in grafted.values():
                 needed = _read_elf(path)
                 inner = [(n, grafted[n][0]) for n in (needed[0] if needed else ()) if n in grafted]
@@ -247,7 +247,7 @@ class LinuxAdapter:
             for name in info.needed:
                 if name in job.relink.get(binary, {}):
                     states.append(NeededState(name, "provided"))
-                elif name in whitelist or "ld-linux" in name or name.startswith("ld64.so"):
+                elif name in whitelist or "ld-linux" in name or name.startswith(("ld64.so",)):
                     states.append(NeededState(name, "policy"))
                 elif name in external:
                     found = external[name]
@@ -274,7 +274,7 @@ class LinuxAdapter:
                 by_file[real] = PrefixLibrary(real, soname or real.name, needed)
         libraries = sorted(by_file.values(), key=lambda lib: lib.name)
         if names:
-            chosen = []
+            chosen: list[PrefixLibrary] = []
             for wanted in names:
                 matches = [lib for lib in libraries if link_name(lib.name) == wanted or lib.name == wanted]
                 if not matches:
@@ -339,7 +339,7 @@ def _ld_paths(first: tuple[Path, ...], libc: Any) -> str | None:
 
 def _inside_tree(rpath: str, binary: Path, tree: Path) -> bool:
     """Whether an RPATH entry resolves inside the wheel (kept); build-machine paths are dropped."""
-    if not rpath or not (rpath.startswith("$ORIGIN") or rpath.startswith("${ORIGIN}")):
+    if not rpath.startswith(("$ORIGIN", "${ORIGIN}")):
         return False
     relative = rpath.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", str(binary.parent), 1)
     resolved = os.path.normpath(os.path.join(tree, relative))
