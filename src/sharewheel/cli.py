@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +34,9 @@ def _provider_option(function: F) -> F:
 class _Group(click.Group):
     """Every bad input, ours or click's usage errors, becomes one `sharewheel: error: ...` line."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as e:
             if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):
                 e.show()  # `sharewheel` alone: the help, not an error line
