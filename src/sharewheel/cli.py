@@ -34,7 +34,7 @@ def _provider_option(function: F) -> F:
 class _Group(click.Group):
     """Every bad input, ours or click's usage errors, becomes one `sharewheel: error: ...` line."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as e:
