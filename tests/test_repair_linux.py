@@ -147,3 +147,50 @@ def test_providers_are_found_installed_and_given_ones_take_precedence(
     given = repair(consumer.input, tmp_path / "given", "--provider", packed("3.2.0"), env=env)
     [requirement] = requires_dist(given)
     assert requirement.specifier == SpecifierSet(">=3.2.0,==3.*")
+
+
+def test_executable_script_is_repaired_as_auditwheel_does(packed, build_env: BuildEnv, extra_prefix: Path,
+                                                         tmp_path: Path) -> None:
+    """An ELF executable in <dist>.data/scripts moves behind auditwheel's shim, then is relinked."""
+    provider = packed("3.1.4")
+    site = pip_target(build_env, provider, tmp_path / "build-site")
+    package = site / "acme_native"
+    project = consumer_project(tmp_path / "src", "acme_tool")
+    (project / "bin").mkdir()
+    (project / "prog.c").write_text("#include <acme.h>\nint extra_twice(int);\n"
+                                    "int main(void) { return extra_twice(acme_add(1, 2)) == 6 ? 0 : 1; }\n")
+    run(["gcc", "-O2", project / "prog.c", "-o", project / "bin" / "acme-tool", f"-I{package / 'include'}",
+         f"-L{package / 'lib'}", "-lacme", f"-L{extra_prefix / 'lib'}", "-lextra"])
+    # setuptools copies scripts as text; an ELF executable is copied as it is
+    setup = (project / "setup.py").read_text().replace("setup(ext_modules=", (
+        "from distutils.command.build_scripts import build_scripts\n"
+        "class CopyScripts(build_scripts):\n"
+        "    def copy_scripts(self):\n"
+        "        self.mkpath(self.build_dir)\n"
+        "        out = [os.path.join(self.build_dir, os.path.basename(s)) for s in self.scripts]\n"
+        "        for source, target in zip(self.scripts, out):\n"
+        "            self.copy_file(source, target)\n"
+        "        return out, out\n"
+        "setup(cmdclass={'build_scripts': CopyScripts}, scripts=['bin/acme-tool'], ext_modules="))
+    (project / "setup.py").write_text(setup)
+    wheel = build_consumer(build_env, project, tmp_path, provider=provider)
+    env = {"LD_LIBRARY_PATH": str(extra_prefix / "lib")}
+    repaired = repair(wheel, tmp_path / "ours", "--provider", provider, env=env)
+    ours = unpack(repaired, tmp_path / "o")
+
+    scripts = Path(sys.executable).parent
+    run([scripts / "auditwheel", "repair", wheel, "-w", tmp_path / "theirs", "--exclude", "libacme*"],
+        env={**env, "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"})
+    theirs = unpack(one(list((tmp_path / "theirs").glob("*.whl"))), tmp_path / "t")
+    shim = "acme_tool-1.0.0.data/scripts/acme-tool"
+    assert (ours / shim).read_text() == (theirs / shim).read_text()
+    moved = ours / "acme_tool.scripts" / "acme-tool"
+    manifest = json.loads((ours / "acme_tool-1.0.0.dist-info" / "sharewheel.json").read_text())
+    assert "acme_tool.scripts/acme-tool" in {link["binary"] for link in manifest["links"]}
+    dynamic = elf_dynamic(moved)
+    assert provider_unique_name(provider) in dynamic["needed"]
+    assert dynamic["rpath"] == ["$ORIGIN/../acme_tool.libs", "$ORIGIN/../acme_native/lib"]
+    # installed side by side in one site-packages, the moved executable runs
+    site_all = pip_target(build_env, provider, tmp_path / "all")
+    pip_target(build_env, repaired, site_all)
+    run([site_all / "acme_tool.scripts" / "acme-tool"], env={"LD_LIBRARY_PATH": ""})

@@ -106,7 +106,9 @@ def repair_wheel(
         )
 
         # write: hook, metadata, manifest, tags, RECORD, one atomic zip
-        renamed = install_hooks(tree, binaries, plan.runtime, wheel.name.distribution) if options.install_hook else {}
+        renamed = dict(outcome.moved)
+        if options.install_hook:
+            renamed |= install_hooks(tree, binaries, plan.runtime, wheel.name.distribution)
         links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
         vendored = tuple(sorted({*outcome.vendored, *(v for v in previous.vendored if (tree / v).is_file())}))
         dist_info = tree / wheel.dist_info

@@ -51,6 +51,7 @@ class RepairJob:
 class RepairOutcome:
     platforms: tuple[str, ...]  # platform tags of the repaired wheel
     vendored: tuple[str, ...] = field(default=())  # tree-relative paths of vendored copies
+    moved: dict[str, str] = field(default_factory=dict)  # binaries the OS tool moved: old → new path
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ vendors them; sharewheel then points them at the provider's unique soname.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import shutil
@@ -180,12 +181,19 @@ class LinuxAdapter:
 
     def repair(self, job: RepairJob) -> RepairOutcome:
         from auditwheel.lddtree import LIBPYTHON_RE
-        from auditwheel.repair import append_rpath_within_wheel, copylib
+        from auditwheel.repair import (
+            _path_is_script,
+            _replace_elf_script_with_shim,
+            append_rpath_within_wheel,
+            copylib,
+        )
 
         analysis = self._analyze(job)
         patcher = _patcher(analysis.policy.name)
         dest_dir = Path(job.distribution + job.lib_sdir)
         grafted: dict[str, tuple[str, Path]] = {}
+        moved: dict[str, Path] = {}  # .data/scripts executables moved behind auditwheel's shim
+        sources: list[Path] = []
         with _inside(job.tree):
             # Vendoring, as auditwheel.repair.repair_wheel does it.
             for binary, refs in sorted(analysis.abi.full_external_refs.items()):
@@ -202,13 +210,18 @@ class LinuxAdapter:
                             "or give its provider with --provider)"
                         )
                     dest_dir.mkdir(exist_ok=True)
+                    sources.append(source)
                     grafted[soname] = copylib(source, dest_dir, patcher)
                     replacements.append((soname, grafted[soname][0]))
                 if replacements:
                     patcher.replace_needed(binary, *replacements)
                 if external:
-                    libs_rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, binary.parent)
-                    append_rpath_within_wheel(binary, str(libs_rpath), job.tree, patcher)
+                    if _path_is_script(binary):  # executables move to platlib behind a shim
+                        moved[binary.as_posix()] = _replace_elf_script_with_shim(job.distribution, binary)
+                        patcher.update_elf_path(binary, moved[binary.as_posix()])
+                    target = moved.get(binary.as_posix(), binary)
+                    libs_rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, target.parent)
+                    append_rpath_within_wheel(target, str(libs_rpath), job.tree, patcher)
             for _, path in grafted.values():
                 needed = _read_elf(path)
                 inner = [(n, grafted[n][0]) for n in (needed[0] if needed else ()) if n in grafted]
@@ -219,12 +232,12 @@ class LinuxAdapter:
                     patcher.clear_rpath(path)
             # Relinking to providers, with an $ORIGIN fallback for the one-site-packages case.
             for binary, mapping in sorted(job.relink.items()):
-                path = Path(binary)
+                path = moved.get(binary, Path(binary))
                 pairs = [(old, new) for old, new in sorted(mapping.items()) if old != new]
                 if pairs:
                     patcher.replace_needed(path, *pairs)
                 fallbacks = [
-                    "$ORIGIN/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
+                    "$ORIGIN/" + posixpath.relpath(d, path.parent.as_posix())
                     for d in job.fallback_dirs.get(binary, ())
                 ]
                 current = patcher.get_rpath(path)
@@ -233,8 +246,9 @@ class LinuxAdapter:
                 if rpath != current:  # patchelf rewrites the file even for an equal value
                     patcher.set_rpath(path, rpath)
             patcher.apply_updates()
+            _write_sbom(job, analysis.platforms, [source for source in sources if source is not None])
         vendored = tuple(sorted(p.as_posix() for _, p in grafted.values()))
-        return RepairOutcome(analysis.platforms, vendored)
+        return RepairOutcome(analysis.platforms, vendored, {old: new.as_posix() for old, new in moved.items()})
 
     def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
         analysis = self._analyze(job)
@@ -313,6 +327,20 @@ class LinuxAdapter:
         except ValueError as e:
             raise SharewheelError(f"{path}: unknown ELF architecture ({e})") from None
         return f"linux_{arch}"
+
+
+def _write_sbom(job: RepairJob, platforms: tuple[str, ...], sources: list[Path]) -> None:
+    """auditwheel's CycloneDX SBOM of the vendored system libraries, where it can name their packages."""
+    from auditwheel.sboms import create_sbom_for_wheel
+
+    from sharewheel.wheelfile import WheelName
+
+    output_name = WheelName.parse(job.wheel.name).with_platforms(list(platforms))[0].filename
+    sbom = create_sbom_for_wheel(wheel_fname=output_name, sbom_filepaths=sources)
+    if sbom:
+        [dist_info] = job.tree.glob("*.dist-info")
+        (dist_info / "sboms").mkdir(exist_ok=True)
+        (dist_info / "sboms" / "auditwheel.cdx.json").write_text(json.dumps(sbom))
 
 
 def _libc_of(binaries: dict[str, BinaryInfo]) -> Any:
