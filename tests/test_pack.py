@@ -74,6 +74,15 @@ def test_packed_provider_installs_loads_and_links(packed, build_env: BuildEnv, r
     assert "[pkg_config]\nacme = acme_native.lib.pkgconfig" in entry_points
 
 
+def test_pack_plat(tmp_path: Path) -> None:
+    prefix = build_acme(tmp_path / "prefix", "3.1.4")
+    sharewheel("pack", prefix, "--name", "acme-native", "--version", "3.1.4", "--plat", "manylinux_2_28_x86_64",
+               "-w", tmp_path / "wheelhouse")
+    wheel = one(list((tmp_path / "wheelhouse").glob("*.whl")))
+    assert "manylinux_2_28_x86_64" in wheel.name
+    assert "manylinux_2_28_x86_64" in manifest_of(wheel)["provides"]["platform"].split(".")
+
+
 def test_unique_name_follows_the_abi_series_not_the_contents(packed) -> None:
     names = {v: manifest_of(packed(v))["provides"]["libraries"][0]["unique_name"] for v in ("3.1.4", "3.2.0", "4.0.0")}
     shas = {v: manifest_of(packed(v))["provides"]["libraries"][0]["sha256"] for v in ("3.1.4", "3.2.0")}

@@ -194,3 +194,18 @@ def test_executable_script_is_repaired_as_auditwheel_does(packed, build_env: Bui
     site_all = pip_target(build_env, provider, tmp_path / "all")
     pip_target(build_env, repaired, site_all)
     run([site_all / "acme_tool.scripts" / "acme-tool"], env={"LD_LIBRARY_PATH": ""})
+
+
+def test_plat_gives_the_tags_auditwheel_gives(consumer: Consumer, tmp_path: Path) -> None:
+    env = {"LD_LIBRARY_PATH": str(consumer.extra_lib_dir)}
+    ours = repair(consumer.input, tmp_path / "ours", "--provider", consumer.provider,
+                  "--plat", "manylinux_2_17_x86_64", env=env)
+    scripts = Path(sys.executable).parent
+    run([scripts / "auditwheel", "repair", consumer.input, "-w", tmp_path / "theirs", "--exclude", "libacme*",
+         "--plat", "manylinux_2_17_x86_64"], env={**env, "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"})
+    assert ours.name == one(list((tmp_path / "theirs").glob("*.whl"))).name
+    assert "manylinux_2_17_x86_64" in ours.name
+
+    text = sharewheel("show", consumer.input, "--provider", consumer.provider, env=env).stdout
+    assert f"{provider_unique_name(consumer.provider)}: provided by acme-native 3.1.4" in text
+    assert "libextra.so.1: external, repair vendors" in text
