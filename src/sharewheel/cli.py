@@ -104,13 +104,15 @@ def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
 @_provider_option
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Neither vendor nor relink libraries matching this soname pattern (repeatable).")
 @click.option("--plat", default="auto", show_default=True, help="Platform tag to repair to (default: the best auditwheel allows).")
-@click.option("-L", "--lib-sdir", default=".libs", show_default=True, help="Suffix of the directory vendored libraries go to, as in auditwheel.")
+@click.option("-L", "--lib-sdir", default=None, help="Where vendored libraries go, as in auditwheel (default .libs) and delocate (default .dylibs).")
+@click.option("--require-archs", default=None, metavar="ARCHS", help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's {delocate_archs}).")
 def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[Path, ...], exclude: tuple[str, ...],
-           plat: str, lib_sdir: str) -> None:
+           plat: str, lib_sdir: str | None, require_archs: str | None) -> None:
     """Link WHEELS to provider wheels instead of vendoring what those provide."""
     from sharewheel.repair import RepairOptions, repair_wheel
 
-    options = RepairOptions(providers=providers, exclude=exclude, plat=plat, lib_sdir=lib_sdir)
+    archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
+    options = RepairOptions(providers=providers, exclude=exclude, plat=plat, lib_sdir=lib_sdir, require_archs=archs)
     written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
     for path in _expand(wheels):
         report = repair_wheel(path, wheel_dir, options, taken=written)

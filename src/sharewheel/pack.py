@@ -9,6 +9,7 @@ wheel is self-contained and tagged exactly like a repaired consumer.
 
 from __future__ import annotations
 
+import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from sharewheel import __version__, loader_template, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
-from sharewheel.adapters import PrefixLibrary, adapter_for_host_binary
+from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
@@ -53,7 +54,7 @@ def pack(options: PackOptions) -> RepairReport:
     if not package.isidentifier():
         raise SharewheelError(f"--name {options.name}: {package!r} is not a valid Python package name")
 
-    adapter = adapter_for_host_binary(_first_library_file(prefix))
+    adapter = _prefix_adapter(prefix)
     libraries = _load_order(adapter.prefix_libraries(prefix, list(options.libs)))
     platform = adapter.platform_tag(libraries[0].path)
     registry = Registry.discover(options.providers, keys_of([platform]))
@@ -65,7 +66,8 @@ def pack(options: PackOptions) -> RepairReport:
         lib_dir = package_dir / "lib"
         (lib_dir / "pkgconfig").mkdir(parents=True)
         for lib in libraries:
-            adapter.install_library(lib, lib_dir / unique[lib.name], {n: unique[n] for n in lib.needed if n in unique})
+            own = {name: unique[name] for name in map(posixpath.basename, lib.needed) if name in unique}
+            adapter.install_library(lib, lib_dir / unique[lib.name], own)
             adapter.link_aids(lib_dir, unique[lib.name], lib.name)
         if (prefix / "include").is_dir():
             shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
@@ -120,11 +122,12 @@ def pack(options: PackOptions) -> RepairReport:
         )
 
 
-def _first_library_file(prefix: Path) -> Path:
+def _prefix_adapter(prefix: Path) -> PlatformAdapter:
+    """The adapter for the binary format of the prefix's libraries (ELF, Mach-O)."""
     for lib_dir in (prefix / "lib", prefix / "lib64"):
         for path in sorted(lib_dir.glob("*")) if lib_dir.is_dir() else ():
-            if path.is_file() and path.open("rb").read(4) == b"\x7fELF":
-                return path
+            if path.is_file() and (adapter := adapter_for_host_binary(path)) is not None:
+                return adapter
     raise SharewheelError(f"{prefix}: no shared libraries in {prefix}/lib")
 
 
@@ -138,7 +141,7 @@ def _load_order(libraries: list[PrefixLibrary]) -> list[PrefixLibrary]:
         if lib in ordered or lib.name in visiting:
             return
         visiting.add(lib.name)
-        for dep in lib.needed:
+        for dep in map(posixpath.basename, lib.needed):
             if dep in by_name:
                 visit(by_name[dep])
         ordered.append(lib)

@@ -31,5 +31,16 @@ def platform_key(tag: str) -> PlatformKey | None:
     return None
 
 
+_FAT_ARCHS = {"universal2": ("arm64", "x86_64"), "universal": ("i386", "x86_64"), "intel": ("i386", "x86_64")}
+
+
 def keys_of(tags: list[str]) -> set[PlatformKey]:
-    return {key for tag in tags if (key := platform_key(tag)) is not None}
+    """The OS-architecture pairs binaries with these tags run on; macOS fat tags name each slice."""
+    keys = set()
+    for tag in tags:
+        key = platform_key(tag)
+        if key is None:
+            continue
+        for arch in _FAT_ARCHS.get(key.arch, (key.arch,)) if key.os == "macos" else (key.arch,):
+            keys.add(PlatformKey(key.os, arch))
+    return keys

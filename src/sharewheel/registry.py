@@ -11,6 +11,8 @@ names both: silently picking one would link consumers to an arbitrary library.
 from __future__ import annotations
 
 import importlib.metadata
+import posixpath
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,14 @@ ENTRY_POINT_GROUP = "sharewheel.providers"
 class Provider:
     provides: Provides
     origin: str  # a wheel path or an installed location, for messages
+    source: Path  # the wheel file, or the sys.path entry it is installed in
+
+    def read_library(self, library: ProvidedLibrary) -> bytes:
+        """The provided file's bytes (some OS tools must see it to leave it alone)."""
+        if self.source.is_file():
+            with zipfile.ZipFile(self.source) as zf:
+                return zf.read(library.path)
+        return (self.source / library.path).read_bytes()
 
     @property
     def distribution(self) -> str:
@@ -79,7 +89,8 @@ class Registry:
                     self._by_name[name] = Match(provider, library)
 
     def lookup(self, name: str) -> Match | None:
-        return self._by_name.get(name)
+        """The provider of a needed library; Mach-O load commands are paths, matched by file name."""
+        return self._by_name.get(posixpath.basename(name))
 
     def distribution(self, name: str) -> Provider | None:
         wanted = canonicalize_name(name)
@@ -96,7 +107,7 @@ class Registry:
         """Providers for `platform` from `provider_paths`, then from the installed environment."""
         chosen: dict[str, Provider] = {}
         for provider in _from_paths(provider_paths):
-            if not provider.platform_keys & platform:
+            if not platform <= provider.platform_keys:  # a universal2 provider serves arm64 too, not vice versa
                 continue
             key = canonicalize_name(provider.distribution)
             if key not in chosen or chosen[key].version < provider.version:
@@ -104,7 +115,7 @@ class Registry:
         if include_installed:
             for provider in _installed():
                 key = canonicalize_name(provider.distribution)
-                if key not in chosen and provider.platform_keys & platform:
+                if key not in chosen and platform <= provider.platform_keys:
                     chosen[key] = provider
         return cls(chosen.values())
 
@@ -122,7 +133,7 @@ def read_provider_wheel(path: Path) -> Provider | None:
         for library in manifest.provides.libraries:
             if library.path not in names:
                 raise SharewheelError(f"{path}: the manifest lists {library.path}, which is not in the wheel")
-        return Provider(manifest.provides, str(path))
+        return Provider(manifest.provides, str(path), path)
 
 
 def _from_paths(paths: Sequence[Path]) -> Iterable[Provider]:
@@ -153,4 +164,4 @@ def _installed() -> Iterable[Provider]:
             raise SharewheelError(f"installed {dist.name} in {where} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
         manifest = Manifest.loads(text, f"installed {dist.name} in {where}")
         if manifest.provides is not None:
-            yield Provider(manifest.provides, f"installed in {where}")
+            yield Provider(manifest.provides, f"installed in {where}", Path(where))

@@ -9,11 +9,12 @@ the wheel atomically. The input wheel is only ever read.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import posixpath
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +36,8 @@ class RepairOptions:
     providers: tuple[Path, ...] = ()
     exclude: tuple[str, ...] = ()  # fnmatch patterns: neither vendored nor relinked
     plat: str = "auto"
-    lib_sdir: str = ".libs"
+    lib_sdir: str | None = None  # None: the OS tool's default (.libs, .dylibs)
+    require_archs: str | tuple[str, ...] | None = None
     install_hook: bool = True  # False for provider wheels: their own load() loads what they need
     declared_requires: tuple[str, ...] = ()  # providers required even if no binary links them
     library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor
@@ -51,6 +53,7 @@ class Plan:
     requirements: tuple[Requirement, ...]
     runtime: tuple[loader_template.Requirement, ...]
     exclude: frozenset[str]
+    provided: dict[str, Callable[[], bytes]]  # unique name → the provider's file, for OS tools that must see it
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ def repair_wheel(
                 plat=options.plat,
                 lib_sdir=options.lib_sdir,
                 library_path=options.library_path,
+                provided=plan.provided,
+                require_archs=options.require_archs,
             )
         )
 
@@ -155,6 +160,7 @@ def plan_links(
     links: list[Link] = []
     files: dict[str, set[str]] = {}
     providers = {}
+    provided: dict[str, Callable[[], bytes]] = {}
     for binary, info in sorted(binaries.items()):
         for name in info.needed:
             match = registry.lookup(name)
@@ -167,6 +173,7 @@ def plan_links(
             providers[key] = provider
             files.setdefault(key, set()).add(library.unique_name)
             relink.setdefault(binary, {})[name] = library.unique_name
+            provided[library.unique_name] = functools.partial(provider.read_library, library)
             fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
             original = earlier.get((binary, name), name)
             links.append(
@@ -192,7 +199,8 @@ def plan_links(
     )
     exclude = frozenset({*options.exclude, *(name for m in relink.values() for name in m)})
     return Plan(
-        relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude
+        relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude,
+        provided,
     )
 
 

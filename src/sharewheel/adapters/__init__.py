@@ -8,6 +8,7 @@ provided (relink them, don't vendor them) and which are not (vendor them as the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -43,8 +44,10 @@ class RepairJob:
     fallback_dirs: dict[str, tuple[str, ...]]  # binary → tree-relative provider lib dirs
     exclude: frozenset[str]  # names never vendored: the provided ones and --exclude patterns
     plat: str = "auto"  # requested platform tag, or auto
-    lib_sdir: str = ".libs"
+    lib_sdir: str | None = None  # where vendored libraries go; None: the OS tool's default
     library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor (pack: PREFIX/lib)
+    provided: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # unique name → its bytes
+    require_archs: str | tuple[str, ...] | None = None  # macOS: delocate's --require-archs
 
 
 @dataclass(frozen=True)
@@ -95,17 +98,27 @@ def adapter_for(platforms: list[str] | tuple[str, ...], where: str) -> PlatformA
         from sharewheel.adapters.linux import LinuxAdapter
 
         return LinuxAdapter()
+    if systems == {"macos"}:
+        from sharewheel.adapters.macos import MacOSAdapter
+
+        return MacOSAdapter()
     if not systems:
         raise SharewheelError(f"{where}: platform tags {', '.join(platforms)} are not platform-specific; nothing to repair")
-    raise SharewheelError(f"{where}: {'/'.join(sorted(systems))} wheels are not supported yet (Linux only)")
+    raise SharewheelError(f"{where}: {'/'.join(sorted(systems))} wheels are not supported yet (Linux and macOS only)")
 
 
-def adapter_for_host_binary(path: Path) -> PlatformAdapter:
-    """The adapter for a library in a build prefix, by its file format."""
+def adapter_for_host_binary(path: Path) -> PlatformAdapter | None:
+    """The adapter for a library in a build prefix, by its file format; None for other files."""
+    from sharewheel.adapters import macho
+
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"\x7fELF":
         from sharewheel.adapters.linux import LinuxAdapter
 
         return LinuxAdapter()
-    raise SharewheelError(f"{path}: not an ELF shared library (Mach-O and PE are not supported yet)")
+    if macho.is_macho(path):
+        from sharewheel.adapters.macos import MacOSAdapter
+
+        return MacOSAdapter()
+    return None

@@ -190,7 +190,7 @@ class LinuxAdapter:
 
         analysis = self._analyze(job)
         patcher = _patcher(analysis.policy.name)
-        dest_dir = Path(job.distribution + job.lib_sdir)
+        dest_dir = Path(job.distribution + (job.lib_sdir or ".libs"))
         grafted: dict[str, tuple[str, Path]] = {}
         moved: dict[str, Path] = {}  # .data/scripts executables moved behind auditwheel's shim
         sources: list[Path] = []

@@ -1,0 +1,267 @@
+"""macOS (Mach-O) adapter: delocate decides and vendors, sharewheel's Mach-O backend edits and signs.
+
+Calls delocate internals (hence the pinned range in pyproject.toml), all of them here:
+``delocate_path`` and the steps ``delocate_wheel`` runs around it (``_decide_dylib_bundle_directory``,
+``check_archs``, ``_make_install_name_ids_unique``, ``_check_and_update_wheel_name``), on
+sharewheel's unpacked tree. While they run, delocate's Apple-tool wrappers are replaced by
+sharewheel.adapters.macho (see there why), the same functions on every host.
+
+Provided libraries: each load command naming one (by its unique install name, its original name
+or an absolute build path: matched by file name) is first rewritten to ``@rpath/<unique name>``.
+A copy of the provider's file is put on delocate's search path so that delocate resolves it —
+and then does not copy it, because its copy filter rejects that directory (delocate#207: an
+excluded library must still be found). Afterwards each relinked binary gets an LC_RPATH
+``@loader_path/…`` to the provider's directory in the one-site-packages case; absolute rpaths are
+removed from every binary. dyld matches ``@rpath/NAME`` against the install names of images
+already loaded before it searches any rpath, so the provider's preload serves split installs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sharewheel.adapters import (
+    BinaryInfo,
+    NeededState,
+    PrefixLibrary,
+    RepairJob,
+    RepairOutcome,
+    macho,
+)
+from sharewheel.errors import SharewheelError
+
+_BACKEND_FUNCTIONS = (
+    "_get_install_names", "_get_install_ids", "_get_rpaths", "get_install_names", "get_install_id",
+    "get_rpaths", "get_archs", "set_install_name", "set_install_id", "add_rpath", "_delete_rpaths",
+    "replace_signature", "validate_signature",
+)
+_EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^/]*)?\.so$")
+_SYSTEM = ("/usr/lib/", "/System/")
+
+
+@contextmanager
+def _delocate_backend(search_first: list[Path]) -> Iterator[None]:
+    """delocate with sharewheel's Mach-O backend, searching `search_first` before DYLD_* paths."""
+    import delocate.delocating
+    import delocate.libsana
+    import delocate.tools
+
+    environment_paths = delocate.tools.get_environment_variable_paths
+    replacements: dict[str, Callable[..., Any]] = {name: getattr(macho, name) for name in _BACKEND_FUNCTIONS}
+    replacements["get_environment_variable_paths"] = lambda: (*map(str, search_first), *environment_paths())
+    saved = []
+    for module in (delocate.tools, delocate.libsana, delocate.delocating):
+        for name, function in replacements.items():
+            if hasattr(module, name):
+                saved.append((module, name, getattr(module, name)))
+                setattr(module, name, function)
+    missing = _MissingCollector()
+    logger = logging.getLogger("delocate")
+    logger.addHandler(missing)
+    propagate, logger.propagate = logger.propagate, False  # its errors become our one error line
+    try:
+        yield
+    except delocate.libsana.DelocationError as e:
+        detail = f": {missing.first}" if missing.first else ""
+        raise SharewheelError(f"delocate: {str(e).splitlines()[0]}{detail}") from None
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(missing)
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
+
+
+class _MissingCollector(logging.Handler):
+    """Keeps delocate's 'X not found: Needed by: Y' so the error line can name them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.first: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.first is None and "not found" in record.getMessage():
+            self.first = " ".join(record.getMessage().split()[:6])
+
+
+def _materialize_provided(job: RepairJob) -> Path:
+    """The provided libraries as files, where delocate can resolve (and then skip) them."""
+    providers = job.tree.parent / "provided"
+    providers.mkdir(exist_ok=True)
+    for unique, read in job.provided.items():
+        (providers / unique).write_bytes(read())
+    return providers
+
+
+def _install_name_for(unique: str) -> str:
+    return f"@rpath/{unique}"
+
+
+class MacOSAdapter:
+    os = "macos"
+
+    def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
+        found: dict[str, BinaryInfo] = {}
+        for path in sorted(tree.rglob("*")):
+            if not path.is_file() or path.is_symlink() or not macho.is_macho(path):
+                continue
+            relative = path.relative_to(tree).as_posix()
+            try:
+                needed = macho.get_install_names(path)
+            except SharewheelError as e:
+                raise SharewheelError(f"{relative}: {e}") from None
+            found[relative] = BinaryInfo(needed, bool(_EXTENSION.match(path.name)))
+        return found
+
+    def repair(self, job: RepairJob) -> RepairOutcome:
+        from delocate.delocating import (
+            DLC_PREFIX,
+            _check_and_update_wheel_name,
+            _decide_dylib_bundle_directory,
+            _make_install_name_ids_unique,
+            check_archs,
+            delocate_path,
+            filter_system_libs,
+        )
+        from delocate.tools import _remove_absolute_rpaths
+
+        providers = _materialize_provided(job)
+
+        def copy_filter(path: str) -> bool:
+            inside_providers = Path(path).resolve().is_relative_to(providers.resolve())
+            excluded = any(pattern in path for pattern in job.exclude)  # delocate's --exclude: substrings
+            return filter_system_libs(path) and not inside_providers and not excluded
+
+        with _delocate_backend([providers, *job.library_path]):
+            for binary, mapping in sorted(job.relink.items()):
+                macho.edit(job.tree / binary, change={old: _install_name_for(new) for old, new in mapping.items()})
+            lib_sdir = _decide_dylib_bundle_directory(str(job.tree), job.distribution, job.lib_sdir or ".dylibs")
+            lib_path = Path(lib_sdir)
+            existed = lib_path.exists()
+            copied = delocate_path(str(job.tree), lib_sdir, None, copy_filter, sanitize_rpaths=True)
+            if copied and existed:
+                raise SharewheelError(f"{job.wheel.name}: {lib_path.relative_to(job.tree)} already exists but libraries must be copied into it")
+            if lib_path.is_dir() and not any(lib_path.iterdir()):
+                lib_path.rmdir()
+            if job.require_archs is not None:
+                bads = check_archs(copied, job.require_archs)
+                if bads:
+                    raise SharewheelError(f"{job.wheel.name}: {_arch_report(bads, job.tree)}")
+            self._check_provided_archs(job, providers)
+            vendored = sorted(str(lib_path / Path(lib).name) for lib in copied)
+            _make_install_name_ids_unique(vendored, DLC_PREFIX + os.path.relpath(lib_sdir, job.tree))
+            for binary in self.binaries(job.tree):
+                _remove_absolute_rpaths(str(job.tree / binary))
+            for binary in sorted(job.relink):
+                fallbacks = [
+                    "@loader_path/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
+                    for d in job.fallback_dirs.get(binary, ())
+                ]
+                macho.edit(job.tree / binary, add_rpaths=sorted(fallbacks))
+            target = os.environ.get("MACOSX_DEPLOYMENT_TARGET")
+            from packaging.version import Version
+
+            new_name = _check_and_update_wheel_name(job.wheel, job.tree, Version(target) if target else None)
+        from sharewheel.wheelfile import WheelName
+
+        platforms = tuple(WheelName.parse(new_name.name).platforms)
+        return RepairOutcome(platforms, tuple(Path(v).relative_to(job.tree).as_posix() for v in vendored))
+
+    def _check_provided_archs(self, job: RepairJob, providers: Path) -> None:
+        """A consumer slice needs the same slice in the provider's library."""
+        for binary, mapping in sorted(job.relink.items()):
+            needed = macho.get_archs(job.tree / binary)
+            for unique in sorted(set(mapping.values())):
+                missing = needed - macho.get_archs(providers / unique)
+                if missing:
+                    raise SharewheelError(
+                        f"{job.wheel.name}: {binary} is built for {', '.join(sorted(missing))}, "
+                        f"which the provider's {unique} lacks"
+                    )
+
+    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
+        from delocate.delocating import _check_and_update_wheel_name
+        from delocate.libsana import get_dependencies
+
+        from sharewheel.wheelfile import WheelName
+
+        report: dict[str, list[NeededState]] = {}
+        with _delocate_backend([_materialize_provided(job), *job.library_path]):
+            for binary in self.binaries(job.tree):
+                states = []
+                for path, name in get_dependencies(str(job.tree / binary)):
+                    if name in job.relink.get(binary, {}):
+                        states.append(NeededState(name, "provided"))
+                    elif name.startswith(_SYSTEM) or (path or "").startswith(_SYSTEM):
+                        states.append(NeededState(name, "policy"))
+                    elif path is None:
+                        states.append(NeededState(name, "missing"))
+                    elif Path(path).resolve().is_relative_to(job.tree.resolve()):
+                        states.append(NeededState(name, "vendored"))
+                    else:
+                        states.append(NeededState(name, "external", path))
+                report[binary] = states
+            tagged = _check_and_update_wheel_name(job.wheel, job.tree, None)
+        return report, tuple(WheelName.parse(tagged.name).platforms)
+
+    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
+        from sharewheel.naming import link_name
+
+        by_file: dict[Path, PrefixLibrary] = {}
+        lib_dir = prefix / "lib"
+        for path in sorted(lib_dir.glob("*.dylib")) if lib_dir.is_dir() else ():
+            real = path.resolve()
+            if real in by_file or not real.is_file() or not macho.is_macho(real):
+                continue
+            install_id = macho.get_install_id(real)
+            if install_id is None:
+                continue
+            by_file[real] = PrefixLibrary(real, posixpath.basename(install_id), macho.get_install_names(real))
+        libraries = sorted(by_file.values(), key=lambda lib: lib.name)
+        if names:
+            chosen = [lib for wanted in names for lib in libraries if link_name(lib.name) == wanted or lib.name == wanted]
+            missing = [w for w in names if not any(link_name(l.name) == w or l.name == w for l in chosen)]
+            if missing:
+                found = ", ".join(lib.name for lib in libraries) or "none"
+                raise SharewheelError(f"--lib {missing[0]}: no lib{missing[0]}*.dylib in {lib_dir} (found: {found})")
+            libraries = list(dict.fromkeys(chosen))
+        if not libraries:
+            raise SharewheelError(f"{prefix}: no shared libraries (lib*.dylib) in {lib_dir}")
+        return libraries
+
+    def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
+        shutil.copyfile(library.path, dest)
+        dest.chmod(0o755)
+        change = {name: _install_name_for(relink[posixpath.basename(name)])
+                  for name in library.needed if posixpath.basename(name) in relink}
+        absolute = [r for r in macho.get_rpaths(dest) if not r.startswith(("@loader_path", "@executable_path"))]
+        macho.edit(dest, install_id=_install_name_for(dest.name), change=change, delete_rpaths=absolute,
+                   add_rpaths=["@loader_path"] if change else ())
+
+    def link_aids(self, lib_dir: Path, unique: str, original: str) -> list[Path]:
+        return []  # pkg-config gives -l<unique>; a .tbd stub for -l<original> is not written yet
+
+    def platform_tag(self, path: Path) -> str:
+        from delocate.delocating import _get_macos_min_version
+
+        archs = macho.get_archs(path)
+        versions = [version for _, version in _get_macos_min_version(str(path))]
+        if not archs or not versions:
+            raise SharewheelError(f"{path}: no architecture or minimum macOS version in this Mach-O file")
+        version = max(versions)
+        arch = "universal2" if archs == {"arm64", "x86_64"} else "_".join(sorted(archs))
+        minor = 0 if version.major >= 11 else version.minor
+        return f"macosx_{version.major}_{minor}_{arch}"
+
+
+def _arch_report(bads: set[Any], tree: Path) -> str:
+    from delocate.delocating import bads_report
+
+    return " ".join(bads_report(bads, str(tree) + os.sep).split())
