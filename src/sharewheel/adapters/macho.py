@@ -27,8 +27,13 @@ MACHO_MAGICS = {0xFEEDFACE, 0xFEEDFACF, 0xCEFAEDFE, 0xCFFAEDFE, 0xCAFEBABE, 0xCA
 ARCH_NAMES = {0x7: "i386", 0x01000007: "x86_64", 0xC: "arm", 0x0100000C: "arm64"}
 LC_ID_DYLIB = 0xD
 LC_RPATH = 0x8000001C
+LC_CODE_SIGNATURE = 0x1D
 LIBRARY_COMMANDS = {0xC, 0x18 | 0x80000000, 0x1F | 0x80000000, 0x20, 0x23 | 0x80000000}
 # LC_LOAD_DYLIB, LC_LOAD_WEAK_DYLIB, LC_REEXPORT_DYLIB, LC_LAZY_LOAD_DYLIB, LC_LOAD_UPWARD_DYLIB
+
+
+class HeaderFull(SharewheelError):
+    """The load commands would overrun the first section: install_name_tool's 'do not fit' error."""
 
 
 def is_macho(path: str | PathLike[str]) -> bool:
@@ -216,8 +221,9 @@ def edit(
     if not changed:
         return False
     for header in macho.headers:
-        if header.total_size + header.sizediff > header.low_offset:
-            raise SharewheelError(
+        unsigned = sign and not any(entry[0].cmd == LC_CODE_SIGNATURE for entry in header.commands)
+        if header.total_size + header.sizediff + (16 if unsigned else 0) > header.low_offset:
+            raise HeaderFull(
                 f"{path.name}: not enough room in the Mach-O header for the new load commands "
                 "(link it with -headerpad_max_install_names)"
             )

@@ -110,9 +110,13 @@ class MacOSAdapter:
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
         found: dict[str, BinaryInfo] = {}
         for path in sorted(tree.rglob("*")):
-            if not path.is_file() or path.is_symlink() or not macho.is_macho(path):
+            if not path.is_file():
                 continue
             relative = path.relative_to(tree).as_posix()
+            if not macho.is_macho(path):
+                if path.suffix in (".so", ".dylib"):
+                    raise SharewheelError(f"{relative}: not a Mach-O file (wrong magic number)")
+                continue
             try:
                 needed = macho.get_install_names(path)
             except SharewheelError as e:
@@ -164,7 +168,12 @@ class MacOSAdapter:
                     "@loader_path/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
                     for d in job.fallback_dirs.get(binary, ())
                 ]
-                macho.edit(job.tree / binary, add_rpaths=sorted(fallbacks))
+                try:
+                    macho.edit(job.tree / binary, add_rpaths=sorted(fallbacks))
+                except macho.HeaderFull:  # only a fallback: the provider's preload is what resolves it
+                    logging.getLogger(__name__).warning(
+                        "%s: no room in its Mach-O header for the fallback LC_RPATH %s", binary, ", ".join(fallbacks)
+                    )
             target = os.environ.get("MACOSX_DEPLOYMENT_TARGET")
             from packaging.version import Version
 

@@ -1,0 +1,264 @@
+"""macOS wheels, packed and repaired on this (Linux) host, with real Mach-O files built by zig and lld.
+
+What is verified here is structural: load commands, install names, rpaths, code signatures (by an
+independent verifier) and, with a model of dyld's search rules, that every load command of the
+installed layout resolves. Whether dyld loads it is for a Mac to confirm (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from macho_support import (
+    build_bundle_lld,
+    build_dylib,
+    build_extension,
+    dyld_resolves,
+    load_commands,
+    make_fat,
+    verify_code_signature,
+)
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from conftest import BuildEnv, one, repair, run, sharewheel
+
+pytest_plugins = ["macho_support"]
+
+TARGETS = {"arm64": ["arm64"], "x86_64": ["x86_64"], "universal2": ["x86_64", "arm64"]}
+PLATFORMS = {"arm64": "macosx_11_0_arm64", "x86_64": "macosx_10_13_x86_64", "universal2": "macosx_10_13_universal2"}
+
+
+def manifest(wheel: Path) -> dict:
+    with zipfile.ZipFile(wheel) as zf:
+        return json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/sharewheel.json"))))
+
+
+def unpack(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def machos(tree: Path) -> list[Path]:
+    return [p for p in sorted(tree.rglob("*")) if p.is_file() and p.suffix in (".so", ".dylib")]
+
+
+def build_for(variant: str, build_one, out: Path) -> Path:
+    """A thin file, or the universal2 file of both thin builds."""
+    if len(TARGETS[variant]) == 1:
+        return build_one(TARGETS[variant][0], out)
+    return make_fat(out, [build_one(target, out.parent / target / out.name) for target in TARGETS[variant]])
+
+
+def consumer_wheel(build_env: BuildEnv, where: Path, binary: Path, platform: str,
+                   package: str = "acme_consumer") -> Path:
+    """A setuptools-built wheel of `package` holding the prebuilt extension `binary`."""
+    project = where / f"{package}-project"
+    (project / package).mkdir(parents=True)
+    shutil.copy(binary, project / package / binary.name)
+    (project / package / "__init__.py").write_text(f'"""{package}."""\nfrom {package}._core import *\n')
+    (project / "setup.py").write_text(textwrap.dedent(f"""\
+        from setuptools import setup
+        from setuptools.dist import Distribution
+
+        class BinaryDistribution(Distribution):
+            def has_ext_modules(self):
+                return True
+
+        setup(name={package.replace('_', '-')!r}, version="1.0.0", packages=[{package!r}],
+              package_data={{{package!r}: ["*.so"]}}, distclass=BinaryDistribution,
+              options={{"bdist_wheel": {{"plat_name": {platform!r}}}}})
+        """))
+    dist = where / "dist"
+    run([build_env.python, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", dist, project])
+    return one(list(dist.glob("*.whl")))
+
+
+@dataclass(frozen=True)
+class MacCase:
+    variant: str
+    prefix: object
+    provider: Path
+    unique: str
+    extra: Path
+    input: Path
+    output: Path
+
+
+@pytest.fixture(scope="module")
+def mac_case(request, tmp_path_factory, zig, macos_prefixes, build_env: BuildEnv):
+    cache: dict[str, MacCase] = {}
+
+    def get(variant: str) -> MacCase:
+        if variant in cache:
+            return cache[variant]
+        base = tmp_path_factory.mktemp(f"mac-{variant}")
+        prefix = macos_prefixes(variant)
+        sharewheel("pack", prefix.root, "--name", "acme-native", "--version", "3.1.4", "-w", base / "providers")
+        provider = one(list((base / "providers").glob("*.whl")))
+        unique = manifest(provider)["provides"]["libraries"][0]["unique_name"]
+        installed = unpack(provider, base / "build-site") / "acme_native" / "lib" / unique
+        extra_dir = base / "extra" / "lib"
+        extra = build_for(variant, lambda target, out: build_dylib(
+            zig, target, out, "int extra_twice(int x) { return 2 * x; }\n",
+            str(extra_dir / "libextra.1.dylib")), extra_dir / "libextra.1.dylib")
+        extension = build_for(variant, lambda target, out: build_extension(
+            zig, target, out.parent, calls=["acme_add", "extra_twice"], links=[installed, extra]),
+            base / "ext" / "_core.cpython-311-darwin.so")
+        wheel = consumer_wheel(build_env, base, extension, PLATFORMS[variant])
+        output = repair(wheel, base / "wheelhouse", "--provider", provider)
+        cache[variant] = MacCase(variant, prefix, provider, unique, extra, wheel, output)
+        return cache[variant]
+
+    return get
+
+
+@pytest.mark.parametrize("variant", ["arm64", "x86_64", "universal2"])
+def test_pack_gives_an_rpath_install_name_and_a_valid_signature(variant: str, macos_prefixes, tmp_path: Path) -> None:
+    prefix = macos_prefixes(variant)
+    sharewheel("pack", prefix.root, "--name", "acme-native", "--version", "3.1.4", "-w", tmp_path)
+    wheel = one(list(tmp_path.glob("*.whl")))
+    assert wheel.name.endswith(f"-py3-none-{PLATFORMS[variant]}.whl")
+    [library] = manifest(wheel)["provides"]["libraries"]
+    assert library["name"] == "libacme.3.dylib"
+    tree = unpack(wheel, tmp_path / "tree")
+    dylib = tree / library["path"]
+    commands = load_commands(dylib)
+    assert sorted(commands) == sorted(TARGETS[variant])
+    for arch, info in commands.items():
+        assert info["id"] == f"@rpath/{library['unique_name']}", arch
+        assert not [r for r in info["rpaths"] if r.startswith("/")]
+    assert verify_code_signature(dylib) == []
+    assert (tree / "acme_native" / "lib" / "pkgconfig" / "acme.pc").is_file()
+    assert (tree / "acme_native" / "include" / "acme.h").is_file()
+
+
+@pytest.mark.parametrize("variant", ["arm64", "universal2"])
+def test_repair_relinks_vendors_and_signs(variant: str, mac_case, tmp_path: Path) -> None:
+    case = mac_case(variant)
+    assert case.output.name == f"acme_consumer-1.0.0-cp311-cp311-{PLATFORMS[variant]}.whl"
+    tree = unpack(case.output, tmp_path / "out")
+    names = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]
+    assert not [n for n in names if "libacme" in n], names
+    assert "acme_consumer/.dylibs/libextra.1.dylib" in names
+    extension = tree / "acme_consumer" / "_core.cpython-311-darwin.so"
+    for arch, info in load_commands(extension).items():  # each slice of a universal2 file
+        assert f"@rpath/{case.unique}" in info["dylibs"], arch
+        assert "@loader_path/.dylibs/libextra.1.dylib" in info["dylibs"], arch
+        assert info["rpaths"] == ["@loader_path/../acme_native/lib"], arch
+    assert sorted(load_commands(extension)) == sorted(TARGETS[variant])
+    for binary in machos(tree):
+        for arch, info in load_commands(binary).items():
+            absolute = [n for n in [*info["dylibs"], *info["rpaths"], info["id"] or ""]
+                        if n.startswith("/") and not n.startswith(("/usr/lib/", "/System/", "/DLC/"))]
+            assert absolute == [], (binary, arch)
+        assert verify_code_signature(binary) == [], binary
+    metadata = (tree / "acme_consumer-1.0.0.dist-info" / "METADATA").read_text()
+    [requirement] = [Requirement(l.split(":", 1)[1]) for l in metadata.splitlines() if l.startswith("Requires-Dist:")]
+    assert requirement.name == "acme-native" and requirement.specifier == SpecifierSet(">=3.1.4,==3.*")
+    assert "_sharewheel_providers" in (tree / "acme_consumer" / "__init__.py").read_text()
+
+
+def test_consumer_built_against_the_original_install_name(mac_case, zig, build_env: BuildEnv, tmp_path: Path) -> None:
+    case = mac_case("arm64")
+    extension = build_extension(zig, "arm64", tmp_path / "ext", calls=["acme_add"], links=[case.prefix.link])
+    assert case.prefix.install_name in load_commands(extension)["arm64"]["dylibs"]
+    wheel = consumer_wheel(build_env, tmp_path, extension, PLATFORMS["arm64"])
+    output = repair(wheel, tmp_path / "wheelhouse", "--provider", case.provider)
+    tree = unpack(output, tmp_path / "out")
+    info = load_commands(tree / "acme_consumer" / "_core.cpython-311-darwin.so")["arm64"]
+    assert f"@rpath/{case.unique}" in info["dylibs"] and case.prefix.install_name not in info["dylibs"]
+    assert verify_code_signature(tree / "acme_consumer" / "_core.cpython-311-darwin.so") == []
+
+
+def test_bundle_with_chained_fixups(mac_case, zig, build_env: BuildEnv, tmp_path: Path) -> None:
+    """What Xcode makes: an MH_BUNDLE with LC_DYLD_CHAINED_FIXUPS and little header padding."""
+    case = mac_case("arm64")
+    bundle = build_bundle_lld(zig, "arm64", tmp_path / "ext" / "_core.cpython-311-darwin.so",
+                              calls=["acme_add", "extra_twice"], links=[case.prefix.link, case.extra])
+    before = load_commands(bundle)["arm64"]
+    assert before["filetype"] == 8 and before["chained_fixups"]
+    wheel = consumer_wheel(build_env, tmp_path, bundle, PLATFORMS["arm64"])
+    output = repair(wheel, tmp_path / "wheelhouse", "--provider", case.provider)
+    tree = unpack(output, tmp_path / "out")
+    repaired = tree / "acme_consumer" / "_core.cpython-311-darwin.so"
+    after = load_commands(repaired)["arm64"]
+    assert after["filetype"] == 8 and after["chained_fixups"]
+    assert sorted(after["dylibs"]) == sorted(
+        ["/usr/lib/libSystem.B.dylib", f"@rpath/{case.unique}", "@loader_path/.dylibs/libextra.1.dylib"])
+    assert verify_code_signature(repaired) == []
+
+
+def pip_target_macos(build_env: BuildEnv, wheel: Path, target: Path, platform: str) -> Path:
+    """pip's own install of a macOS wheel into `target` (pip installs for another platform with --platform)."""
+    build_env.pip("install", "--no-index", "--no-deps", "--only-binary=:all:", "--platform", platform,
+                  "--target", target, wheel)
+    return target
+
+
+def test_dyld_resolves_the_installed_layout_only_with_the_preload(mac_case, build_env: BuildEnv, tmp_path: Path) -> None:
+    case = mac_case("arm64")
+    site_a = pip_target_macos(build_env, case.provider, tmp_path / "A", PLATFORMS["arm64"])
+    site_b = pip_target_macos(build_env, case.output, tmp_path / "B", PLATFORMS["arm64"])
+    provided = site_a / "acme_native" / "lib" / case.unique
+    extension = site_b / "acme_consumer" / "_core.cpython-311-darwin.so"
+
+    preloaded = dyld_resolves([site_b], preloaded=[provided])
+    assert preloaded.ok, str(preloaded)
+    assert preloaded.how(extension, f"@rpath/{case.unique}") == "by-install-name"
+
+    without = dyld_resolves([site_b])
+    assert not without.ok and without.how(extension, f"@rpath/{case.unique}") is None
+
+    # one site-packages: the LC_RPATH fallback alone finds it
+    site_c = pip_target_macos(build_env, case.provider, tmp_path / "C", PLATFORMS["arm64"])
+    pip_target_macos(build_env, case.output, site_c, PLATFORMS["arm64"])
+    together = dyld_resolves([site_c / "acme_consumer"])
+    assert together.ok, str(together)
+    assert together.how(site_c / "acme_consumer" / "_core.cpython-311-darwin.so", f"@rpath/{case.unique}") == "by-rpath"
+
+
+def test_show_understands_macos_wheels(mac_case) -> None:
+    case = mac_case("arm64")
+    report = json.loads(sharewheel("show", case.input, "--provider", case.provider, "--json").stdout)
+    states = {n["name"]: n["state"] for needs in report["binaries"].values() for n in needs}
+    assert states[f"@rpath/{case.unique}"] == "provided"
+    assert states[str(case.extra)] == "external"
+    assert states["/usr/lib/libSystem.B.dylib"] == "policy"
+
+
+def _error_line(result) -> str:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("sharewheel: error: ")
+    return line
+
+
+def test_bad_macho_input(mac_case, build_env: BuildEnv, tmp_path: Path) -> None:
+    case = mac_case("arm64")
+    truncated = tmp_path / "trunc" / "_core.cpython-311-darwin.so"
+    truncated.parent.mkdir()
+    truncated.write_bytes(case.extra.read_bytes()[:600])
+    wrong_magic = tmp_path / "magic" / "_core.cpython-311-darwin.so"
+    wrong_magic.parent.mkdir()
+    wrong_magic.write_text("#!/bin/sh\necho not a Mach-O file\n")
+    for binary, words in ((truncated, "malformed Mach-O"), (wrong_magic, "not a Mach-O file")):
+        wheel = consumer_wheel(build_env, binary.parent, binary, PLATFORMS["arm64"])
+        out = binary.parent / "wheelhouse"
+        line = _error_line(sharewheel("repair", wheel, "--provider", case.provider, "-w", out, check=False))
+        assert words in line and "_core.cpython-311-darwin.so" in line
+        assert not list(out.glob("*.whl"))
+
+    # a fat file missing an architecture --require-archs asks for
+    out = tmp_path / "archs"
+    line = _error_line(sharewheel("repair", case.input, "--provider", case.provider, "--require-archs",
+                                  "universal2", "-w", out, check=False))
+    assert "x86_64" in line
+    assert not list(out.glob("*.whl"))
