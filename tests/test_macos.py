@@ -110,7 +110,8 @@ def mac_case(request, tmp_path_factory, zig, macos_prefixes, build_env: BuildEnv
             zig, target, out, "int extra_twice(int x) { return 2 * x; }\n",
             str(extra_dir / "libextra.1.dylib")), extra_dir / "libextra.1.dylib")
         extension = build_for(variant, lambda target, out: build_extension(
-            zig, target, out.parent, calls=["acme_add", "extra_twice"], links=[installed, extra]),
+            zig, target, out.parent, calls=["acme_add", "extra_twice"], links=[installed, extra],
+            rpaths=[str(installed.parent)]),  # a build-machine rpath, as a real build leaves
             base / "ext" / "_core.cpython-311-darwin.so")
         wheel = consumer_wheel(build_env, base, extension, PLATFORMS[variant])
         output = repair(wheel, base / "wheelhouse", "--provider", provider)
@@ -262,3 +263,13 @@ def test_bad_macho_input(mac_case, build_env: BuildEnv, tmp_path: Path) -> None:
                                   "universal2", "-w", out, check=False))
     assert "x86_64" in line
     assert not list(out.glob("*.whl"))
+
+
+def test_require_archs_and_reproducibility(mac_case, tmp_path: Path) -> None:
+    case = mac_case("universal2")
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    first = repair(case.input, tmp_path / "one", "--provider", case.provider, "--require-archs", "arm64,x86_64", env=env)
+    second = repair(case.input, tmp_path / "two", "--provider", case.provider, "--require-archs", "universal2", env=env)
+    assert first.read_bytes() == second.read_bytes()
+    again = repair(first, tmp_path / "again", "--provider", case.provider, env=env)
+    assert again.read_bytes() == first.read_bytes()

@@ -139,9 +139,11 @@ class MacOSAdapter:
         providers = _materialize_provided(job)
 
         def copy_filter(path: str) -> bool:
-            inside_providers = Path(path).resolve().is_relative_to(providers.resolve())
+            # a provided library is never copied, wherever delocate found it (a build rpath may
+            # point at the provider installed in the build environment)
+            provided = Path(path).name in job.provided
             excluded = any(pattern in path for pattern in job.exclude)  # delocate's --exclude: substrings
-            return filter_system_libs(path) and not inside_providers and not excluded
+            return filter_system_libs(path) and not provided and not excluded
 
         with _delocate_backend([providers, *job.library_path]):
             for binary, mapping in sorted(job.relink.items()):
