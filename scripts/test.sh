@@ -4,12 +4,16 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SHAREWHEEL_TEST_VENV:-$root/.venv}
-# The Mach-O tests link MH_BUNDLEs with chained fixups with Debian's lld-16 (zig cannot).
-if ! command -v ld64.lld-16 >/dev/null 2>&1; then
+# Debian packages the tests need: lld-16 links Mach-O bundles with chained fixups (zig cannot),
+# wine64 runs the Windows loader tests (about 30 s to install).
+missing=""
+command -v ld64.lld-16 >/dev/null 2>&1 || missing="$missing lld-16"
+command -v wine >/dev/null 2>&1 || missing="$missing wine wine64"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lld-16 >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "scripts/test.sh: the Mach-O tests need ld64.lld-16 (Debian: apt-get install lld-16)" >&2
+    echo "scripts/test.sh: the tests need these Debian packages:$missing" >&2
   fi
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

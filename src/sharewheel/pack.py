@@ -45,8 +45,8 @@ class PackOptions:
 
 def pack(options: PackOptions) -> RepairReport:
     prefix = options.prefix.resolve()
-    if not (prefix / "lib").is_dir() and not (prefix / "lib64").is_dir():
-        raise SharewheelError(f"{options.prefix}: not an install prefix (no lib/ directory)")
+    if not any((prefix / d).is_dir() for d in ("lib", "lib64", "bin")):
+        raise SharewheelError(f"{options.prefix}: not an install prefix (no lib/ or bin/ directory)")
     version = parse_version(options.version, "--version")
     policy = AbiPolicy.parse(options.abi)
     distribution = canonicalize_name(options.name)
@@ -69,6 +69,8 @@ def pack(options: PackOptions) -> RepairReport:
             own = {name: unique[name] for name in map(posixpath.basename, lib.needed) if name in unique}
             adapter.install_library(lib, lib_dir / unique[lib.name], own)
             adapter.link_aids(lib_dir, unique[lib.name], lib.name)
+        for import_library in _import_libraries(prefix) if adapter.os == "windows" else ():
+            shutil.copyfile(import_library, lib_dir / import_library.name)  # repair renames what they import
         if (prefix / "include").is_dir():
             shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
         requires = _required_providers(libraries, registry, options.requires, distribution)
@@ -122,9 +124,15 @@ def pack(options: PackOptions) -> RepairReport:
         )
 
 
+def _import_libraries(prefix: Path) -> list[Path]:
+    """Windows import libraries (MinGW .dll.a, MSVC .lib) a consumer links with."""
+    lib_dir = prefix / "lib"
+    return sorted(p for p in lib_dir.glob("*") if p.name.endswith((".dll.a", ".lib")) and p.is_file())
+
+
 def _prefix_adapter(prefix: Path) -> PlatformAdapter:
-    """The adapter for the binary format of the prefix's libraries (ELF, Mach-O)."""
-    for lib_dir in (prefix / "lib", prefix / "lib64"):
+    """The adapter for the binary format of the prefix's libraries (ELF, Mach-O, PE)."""
+    for lib_dir in (prefix / "lib", prefix / "lib64", prefix / "bin"):
         for path in sorted(lib_dir.glob("*")) if lib_dir.is_dir() else ():
             if path.is_file() and (adapter := adapter_for_host_binary(path)) is not None:
                 return adapter

@@ -77,7 +77,7 @@ class Registry:
         self._by_name: dict[str, Match] = {}
         for provider in self.providers:
             for library in provider.provides.libraries:
-                for name in {library.name, library.unique_name}:
+                for name in {_key(library.name), _key(library.unique_name)}:
                     other = self._by_name.get(name)
                     if other and canonicalize_name(other.provider.distribution) != canonicalize_name(
                         provider.distribution
@@ -89,8 +89,8 @@ class Registry:
                     self._by_name[name] = Match(provider, library)
 
     def lookup(self, name: str) -> Match | None:
-        """The provider of a needed library; Mach-O load commands are paths, matched by file name."""
-        return self._by_name.get(posixpath.basename(name))
+        """The provider of a needed library, matched by file name (Mach-O load commands are paths)."""
+        return self._by_name.get(_key(name))
 
     def distribution(self, name: str) -> Provider | None:
         wanted = canonicalize_name(name)
@@ -118,6 +118,12 @@ class Registry:
                 if key not in chosen and platform <= provider.platform_keys:
                     chosen[key] = provider
         return cls(chosen.values())
+
+
+def _key(name: str) -> str:
+    """Library names compare by file name; DLL names case-insensitively, as Windows does."""
+    base = posixpath.basename(name)
+    return base.lower() if base.lower().endswith((".dll", ".pyd")) else base
 
 
 def read_provider_wheel(path: Path) -> Provider | None:

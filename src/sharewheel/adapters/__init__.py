@@ -102,9 +102,13 @@ def adapter_for(platforms: list[str] | tuple[str, ...], where: str) -> PlatformA
         from sharewheel.adapters.macos import MacOSAdapter
 
         return MacOSAdapter()
+    if systems == {"windows"}:
+        from sharewheel.adapters.windows import WindowsAdapter
+
+        return WindowsAdapter()
     if not systems:
         raise SharewheelError(f"{where}: platform tags {', '.join(platforms)} are not platform-specific; nothing to repair")
-    raise SharewheelError(f"{where}: {'/'.join(sorted(systems))} wheels are not supported yet (Linux and macOS only)")
+    raise SharewheelError(f"{where}: a wheel for several systems ({', '.join(sorted(systems))}) cannot be repaired")
 
 
 def adapter_for_host_binary(path: Path) -> PlatformAdapter | None:
@@ -121,4 +125,8 @@ def adapter_for_host_binary(path: Path) -> PlatformAdapter | None:
         from sharewheel.adapters.macos import MacOSAdapter
 
         return MacOSAdapter()
+    from sharewheel.adapters.windows import WindowsAdapter, is_pe
+
+    if is_pe(path):
+        return WindowsAdapter()
     return None
