@@ -4,6 +4,7 @@ wheels built by setuptools against an installed provider, pip installs, fresh in
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -224,6 +225,38 @@ def build_consumer(build_env: BuildEnv, project: Path, out: Path, *, provider: P
     run([build_env.python, "-m", "pip", *PIP_QUIET, "wheel", "--no-build-isolation", "--no-deps",
          "-w", dist, project], env=env)
     return one(list(dist.glob("*.whl")))
+
+
+def prebuilt_wheel(build_env: BuildEnv, where: Path, binary: Path, platform: str,
+                   package: str = "acme_consumer") -> Path:
+    """A setuptools-built wheel of `package` holding the prebuilt (cross-compiled) extension
+    `binary`, tagged for `platform`: how macOS and Windows consumer wheels are made here."""
+    project = where / f"{package}-project"
+    (project / package).mkdir(parents=True)
+    shutil.copy(binary, project / package / binary.name)
+    (project / package / "__init__.py").write_text(f'"""{package}."""\nfrom {package}._core import *\n')
+    (project / "setup.py").write_text(textwrap.dedent(f"""\
+        from setuptools import setup
+        from setuptools.dist import Distribution
+
+        class BinaryDistribution(Distribution):
+            def has_ext_modules(self):
+                return True
+
+        setup(name={package.replace('_', '-')!r}, version="1.0.0", packages=[{package!r}],
+              package_data={{{package!r}: ["*.so", "*.pyd"]}}, distclass=BinaryDistribution,
+              options={{"bdist_wheel": {{"plat_name": {platform!r}}}}})
+        """))
+    dist = where / "dist"
+    run([build_env.python, "-m", "pip", *PIP_QUIET, "wheel", "--no-build-isolation", "--no-deps", "-w", dist, project])
+    return one(list(dist.glob("*.whl")))
+
+
+def pip_target_for(build_env: BuildEnv, wheel: Path, target: Path, platform: str) -> Path:
+    """pip's own install of a wheel for another platform into `target` (--platform)."""
+    build_env.pip("install", "--no-index", "--no-deps", "--only-binary=:all:", "--platform", platform,
+                  "--target", target, wheel)
+    return target
 
 
 def pip_target(build_env: BuildEnv, wheel: Path, target: Path, *, deps: bool = False) -> Path:

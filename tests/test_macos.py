@@ -8,13 +8,12 @@ installed layout resolves. Whether dyld loads it is for a Mac to confirm (see th
 from __future__ import annotations
 
 import json
-import shutil
-import textwrap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import BuildEnv, one, pip_target_for, prebuilt_wheel, repair, sharewheel
 from macho_support import (
     build_bundle_lld,
     build_dylib,
@@ -26,8 +25,6 @@ from macho_support import (
 )
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-
-from conftest import BuildEnv, one, repair, run, sharewheel
 
 pytest_plugins = ["macho_support"]
 
@@ -55,30 +52,6 @@ def build_for(variant: str, build_one, out: Path) -> Path:
     if len(TARGETS[variant]) == 1:
         return build_one(TARGETS[variant][0], out)
     return make_fat(out, [build_one(target, out.parent / target / out.name) for target in TARGETS[variant]])
-
-
-def consumer_wheel(build_env: BuildEnv, where: Path, binary: Path, platform: str,
-                   package: str = "acme_consumer") -> Path:
-    """A setuptools-built wheel of `package` holding the prebuilt extension `binary`."""
-    project = where / f"{package}-project"
-    (project / package).mkdir(parents=True)
-    shutil.copy(binary, project / package / binary.name)
-    (project / package / "__init__.py").write_text(f'"""{package}."""\nfrom {package}._core import *\n')
-    (project / "setup.py").write_text(textwrap.dedent(f"""\
-        from setuptools import setup
-        from setuptools.dist import Distribution
-
-        class BinaryDistribution(Distribution):
-            def has_ext_modules(self):
-                return True
-
-        setup(name={package.replace('_', '-')!r}, version="1.0.0", packages=[{package!r}],
-              package_data={{{package!r}: ["*.so"]}}, distclass=BinaryDistribution,
-              options={{"bdist_wheel": {{"plat_name": {platform!r}}}}})
-        """))
-    dist = where / "dist"
-    run([build_env.python, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", dist, project])
-    return one(list(dist.glob("*.whl")))
 
 
 @dataclass(frozen=True)
@@ -113,7 +86,7 @@ def mac_case(request, tmp_path_factory, zig, macos_prefixes, build_env: BuildEnv
             zig, target, out.parent, calls=["acme_add", "extra_twice"], links=[installed, extra],
             rpaths=[str(installed.parent)]),  # a build-machine rpath, as a real build leaves
             base / "ext" / "_core.cpython-311-darwin.so")
-        wheel = consumer_wheel(build_env, base, extension, PLATFORMS[variant])
+        wheel = prebuilt_wheel(build_env, base, extension, PLATFORMS[variant])
         output = repair(wheel, base / "wheelhouse", "--provider", provider)
         cache[variant] = MacCase(variant, prefix, provider, unique, extra, wheel, output)
         return cache[variant]
@@ -171,7 +144,7 @@ def test_consumer_built_against_the_original_install_name(mac_case, zig, build_e
     case = mac_case("arm64")
     extension = build_extension(zig, "arm64", tmp_path / "ext", calls=["acme_add"], links=[case.prefix.link])
     assert case.prefix.install_name in load_commands(extension)["arm64"]["dylibs"]
-    wheel = consumer_wheel(build_env, tmp_path, extension, PLATFORMS["arm64"])
+    wheel = prebuilt_wheel(build_env, tmp_path, extension, PLATFORMS["arm64"])
     output = repair(wheel, tmp_path / "wheelhouse", "--provider", case.provider)
     tree = unpack(output, tmp_path / "out")
     info = load_commands(tree / "acme_consumer" / "_core.cpython-311-darwin.so")["arm64"]
@@ -186,7 +159,7 @@ def test_bundle_with_chained_fixups(mac_case, zig, build_env: BuildEnv, tmp_path
                               calls=["acme_add", "extra_twice"], links=[case.prefix.link, case.extra])
     before = load_commands(bundle)["arm64"]
     assert before["filetype"] == 8 and before["chained_fixups"]
-    wheel = consumer_wheel(build_env, tmp_path, bundle, PLATFORMS["arm64"])
+    wheel = prebuilt_wheel(build_env, tmp_path, bundle, PLATFORMS["arm64"])
     output = repair(wheel, tmp_path / "wheelhouse", "--provider", case.provider)
     tree = unpack(output, tmp_path / "out")
     repaired = tree / "acme_consumer" / "_core.cpython-311-darwin.so"
@@ -197,17 +170,10 @@ def test_bundle_with_chained_fixups(mac_case, zig, build_env: BuildEnv, tmp_path
     assert verify_code_signature(repaired) == []
 
 
-def pip_target_macos(build_env: BuildEnv, wheel: Path, target: Path, platform: str) -> Path:
-    """pip's own install of a macOS wheel into `target` (pip installs for another platform with --platform)."""
-    build_env.pip("install", "--no-index", "--no-deps", "--only-binary=:all:", "--platform", platform,
-                  "--target", target, wheel)
-    return target
-
-
 def test_dyld_resolves_the_installed_layout_only_with_the_preload(mac_case, build_env: BuildEnv, tmp_path: Path) -> None:
     case = mac_case("arm64")
-    site_a = pip_target_macos(build_env, case.provider, tmp_path / "A", PLATFORMS["arm64"])
-    site_b = pip_target_macos(build_env, case.output, tmp_path / "B", PLATFORMS["arm64"])
+    site_a = pip_target_for(build_env, case.provider, tmp_path / "A", PLATFORMS["arm64"])
+    site_b = pip_target_for(build_env, case.output, tmp_path / "B", PLATFORMS["arm64"])
     provided = site_a / "acme_native" / "lib" / case.unique
     extension = site_b / "acme_consumer" / "_core.cpython-311-darwin.so"
 
@@ -219,8 +185,8 @@ def test_dyld_resolves_the_installed_layout_only_with_the_preload(mac_case, buil
     assert not without.ok and without.how(extension, f"@rpath/{case.unique}") is None
 
     # one site-packages: the LC_RPATH fallback alone finds it
-    site_c = pip_target_macos(build_env, case.provider, tmp_path / "C", PLATFORMS["arm64"])
-    pip_target_macos(build_env, case.output, site_c, PLATFORMS["arm64"])
+    site_c = pip_target_for(build_env, case.provider, tmp_path / "C", PLATFORMS["arm64"])
+    pip_target_for(build_env, case.output, site_c, PLATFORMS["arm64"])
     together = dyld_resolves([site_c / "acme_consumer"])
     assert together.ok, str(together)
     assert together.how(site_c / "acme_consumer" / "_core.cpython-311-darwin.so", f"@rpath/{case.unique}") == "by-rpath"
@@ -251,7 +217,7 @@ def test_bad_macho_input(mac_case, build_env: BuildEnv, tmp_path: Path) -> None:
     wrong_magic.parent.mkdir()
     wrong_magic.write_text("#!/bin/sh\necho not a Mach-O file\n")
     for binary, words in ((truncated, "malformed Mach-O"), (wrong_magic, "not a Mach-O file")):
-        wheel = consumer_wheel(build_env, binary.parent, binary, PLATFORMS["arm64"])
+        wheel = prebuilt_wheel(build_env, binary.parent, binary, PLATFORMS["arm64"])
         out = binary.parent / "wheelhouse"
         line = _error_line(sharewheel("repair", wheel, "--provider", case.provider, "-w", out, check=False))
         assert words in line and "_core.cpython-311-darwin.so" in line

@@ -45,8 +45,13 @@ def is_pe(path: Path) -> bool:
 def _pe(path: Path, imports: bool = True, exports: bool = False) -> Any:
     import pefile
 
+    data = path.read_bytes()
     try:
-        pe = pefile.PE(data=path.read_bytes(), fast_load=True)
+        pe = pefile.PE(data=data, fast_load=True)
+        for section in pe.sections:
+            if section.PointerToRawData + section.SizeOfRawData > len(data):
+                name = section.Name.rstrip(b"\0").decode("ascii", "replace")
+                raise ValueError(f"section {name} extends past the end of the file (truncated?)")
         wanted = [pefile.DIRECTORY_ENTRY[n] for n, on in (
             ("IMAGE_DIRECTORY_ENTRY_IMPORT", imports), ("IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT", imports),
             ("IMAGE_DIRECTORY_ENTRY_EXPORT", exports)) if on]
@@ -201,6 +206,8 @@ class WindowsAdapter:
                 repaired.extract(job.tree)
         after = {p.relative_to(job.tree).as_posix() for p in job.tree.rglob("*") if p.is_file()}
         vendored = tuple(sorted(p for p in after - before if p.lower().endswith(".dll")))
+        for path in vendored:  # delvewheel keeps a zero checksum zero; make every edited file's valid
+            _fix_checksum(job.tree / path)
         return RepairOutcome(tuple(job.platforms), vendored)
 
     def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
