@@ -3,17 +3,20 @@ wheels built by setuptools against an installed provider, pip installs, fresh in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import venv
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -267,6 +270,25 @@ def pip_target(build_env: BuildEnv, wheel: Path, target: Path, *, deps: bool = F
 def repair(wheel: Path, out: Path, *args: str | Path, env: dict[str, str] | None = None) -> Path:
     sharewheel("repair", wheel, "-w", out, *args, env=env)
     return one(list(out.glob("*.whl")))
+
+
+def unpack(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def manifest_of(wheel: Path) -> dict:
+    """The wheel's <dist-info>/sharewheel.json."""
+    with zipfile.ZipFile(wheel) as zf:
+        return json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/sharewheel.json"))))
+
+
+def requires_dist(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    return [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines()
+            if line.startswith("Requires-Dist:")]
 
 
 def elf_dynamic(path: Path) -> dict[str, list[str]]:

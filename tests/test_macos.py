@@ -8,12 +8,20 @@ installed layout resolves. Whether dyld loads it is for a Mac to confirm (see th
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BuildEnv, one, pip_target_for, prebuilt_wheel, repair, sharewheel
+from conftest import (
+    BuildEnv,
+    manifest_of,
+    one,
+    pip_target_for,
+    prebuilt_wheel,
+    repair,
+    sharewheel,
+    unpack,
+)
 from macho_support import (
     build_bundle_lld,
     build_dylib,
@@ -32,15 +40,8 @@ TARGETS = {"arm64": ["arm64"], "x86_64": ["x86_64"], "universal2": ["x86_64", "a
 PLATFORMS = {"arm64": "macosx_11_0_arm64", "x86_64": "macosx_10_13_x86_64", "universal2": "macosx_10_13_universal2"}
 
 
-def manifest(wheel: Path) -> dict:
-    with zipfile.ZipFile(wheel) as zf:
-        return json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/sharewheel.json"))))
 
 
-def unpack(wheel: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(dest)
-    return dest
 
 
 def machos(tree: Path) -> list[Path]:
@@ -76,7 +77,7 @@ def mac_case(request, tmp_path_factory, zig, macos_prefixes, build_env: BuildEnv
         prefix = macos_prefixes(variant)
         sharewheel("pack", prefix.root, "--name", "acme-native", "--version", "3.1.4", "-w", base / "providers")
         provider = one(list((base / "providers").glob("*.whl")))
-        unique = manifest(provider)["provides"]["libraries"][0]["unique_name"]
+        unique = manifest_of(provider)["provides"]["libraries"][0]["unique_name"]
         installed = unpack(provider, base / "build-site") / "acme_native" / "lib" / unique
         extra_dir = base / "extra" / "lib"
         extra = build_for(variant, lambda target, out: build_dylib(
@@ -100,7 +101,7 @@ def test_pack_gives_an_rpath_install_name_and_a_valid_signature(variant: str, ma
     sharewheel("pack", prefix.root, "--name", "acme-native", "--version", "3.1.4", "-w", tmp_path)
     wheel = one(list(tmp_path.glob("*.whl")))
     assert wheel.name.endswith(f"-py3-none-{PLATFORMS[variant]}.whl")
-    [library] = manifest(wheel)["provides"]["libraries"]
+    [library] = manifest_of(wheel)["provides"]["libraries"]
     assert library["name"] == "libacme.3.dylib"
     tree = unpack(wheel, tmp_path / "tree")
     dylib = tree / library["path"]

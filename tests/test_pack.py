@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from pathlib import Path
-
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 
 from conftest import (
     BuildEnv,
@@ -16,16 +12,14 @@ from conftest import (
     build_acme,
     build_c_library,
     elf_dynamic,
+    manifest_of,
     one,
     pip_target,
     run,
     sharewheel,
 )
-
-
-def manifest_of(wheel: Path) -> dict:
-    with zipfile.ZipFile(wheel) as zf:
-        return json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/sharewheel.json"))))
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 
 def test_packed_provider_installs_loads_and_links(packed, build_env: BuildEnv, run_env: RunEnv,

@@ -9,9 +9,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-
 from conftest import (
     BuildEnv,
     Consumer,
@@ -19,31 +16,22 @@ from conftest import (
     build_consumer,
     consumer_project,
     elf_dynamic,
+    manifest_of,
     one,
     pip_target,
     repair,
+    requires_dist,
     run,
     sharewheel,
+    unpack,
 )
-
-
-def unpack(wheel: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(dest)
-    return dest
+from packaging.specifiers import SpecifierSet
 
 
 def provider_unique_name(provider: Path) -> str:
-    with zipfile.ZipFile(provider) as zf:
-        manifest = json.loads(zf.read(next(n for n in zf.namelist() if n.endswith("sharewheel.json"))))
-    return manifest["provides"]["libraries"][0]["unique_name"]
+    return manifest_of(provider)["provides"]["libraries"][0]["unique_name"]
 
 
-def requires_dist(wheel: Path) -> list[Requirement]:
-    with zipfile.ZipFile(wheel) as zf:
-        metadata = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    return [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines()
-            if line.startswith("Requires-Dist:")]
 
 
 def test_repair_relinks_provided_and_vendors_the_rest(consumer: Consumer, tmp_path: Path,

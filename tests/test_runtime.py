@@ -8,9 +8,6 @@ import venv
 import zipfile
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
-
 from conftest import (
     BuildEnv,
     Consumer,
@@ -21,6 +18,8 @@ from conftest import (
     repair,
     run,
 )
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 CALL = """
 import acme_consumer

@@ -3,14 +3,21 @@ the Windows loader's behaviour checked under wine."""
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BuildEnv, one, pip_target_for, prebuilt_wheel, repair, sharewheel
+from conftest import (
+    BuildEnv,
+    manifest_of,
+    one,
+    pip_target_for,
+    prebuilt_wheel,
+    repair,
+    sharewheel,
+    unpack,
+)
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from pe_support import (
@@ -30,15 +37,8 @@ pytest_plugins = ["pe_support"]
 PYD = "_core.cp311-win_amd64.pyd"
 
 
-def manifest(wheel: Path) -> dict:
-    with zipfile.ZipFile(wheel) as zf:
-        return json.loads(zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/sharewheel.json"))))
 
 
-def unpack(wheel: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(dest)
-    return dest
 
 
 def imported(path: Path) -> list[str]:
@@ -62,7 +62,7 @@ def win_case(tmp_path_factory, windows_prefixes, pe_extra, pe_consumer_pyd, buil
     prefix = windows_prefixes("3.1.4")
     sharewheel("pack", prefix.root, "--name", "acme-native", "--version", "3.1.4", "-w", base / "providers")
     provider = one(list((base / "providers").glob("*.whl")))
-    unique = manifest(provider)["provides"]["libraries"][0]["unique_name"]
+    unique = manifest_of(provider)["provides"]["libraries"][0]["unique_name"]
     wheel = prebuilt_wheel(build_env, base, pe_consumer_pyd, "win_amd64")
     extra_dir = pe_extra.dll.parent
     output = repair(wheel, base / "wheelhouse", "--provider", provider,
@@ -72,7 +72,7 @@ def win_case(tmp_path_factory, windows_prefixes, pe_extra, pe_consumer_pyd, buil
 
 def test_pack_renames_the_dll_and_its_export_name(win_case: WinCase, tmp_path: Path) -> None:
     assert win_case.provider.name == "acme_native-3.1.4-py3-none-win_amd64.whl"
-    [library] = manifest(win_case.provider)["provides"]["libraries"]
+    [library] = manifest_of(win_case.provider)["provides"]["libraries"]
     assert library["name"] == win_case.prefix.dll.name
     assert library["unique_name"].endswith(".dll") and "-sw" in library["unique_name"]
     tree = unpack(win_case.provider, tmp_path)

@@ -55,7 +55,7 @@ def pack(options: PackOptions) -> RepairReport:
         raise SharewheelError(f"--name {options.name}: {package!r} is not a valid Python package name")
 
     adapter = _prefix_adapter(prefix)
-    libraries = _load_order(adapter.prefix_libraries(prefix, list(options.libs)))
+    libraries = _load_order(_select(adapter.prefix_libraries(prefix), options.libs, prefix))
     platform = adapter.platform_tag(libraries[0].path)
     registry = Registry.discover(options.providers, keys_of([platform]))
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
@@ -137,6 +137,20 @@ def _prefix_adapter(prefix: Path) -> PlatformAdapter:
             if path.is_file() and (adapter := adapter_for_host_binary(path)) is not None:
                 return adapter
     raise SharewheelError(f"{prefix}: no shared libraries in {prefix}/lib")
+
+
+def _select(libraries: list[PrefixLibrary], names: tuple[str, ...], prefix: Path) -> list[PrefixLibrary]:
+    """The libraries named with --lib (by link name, acme, or file name), or all of them."""
+    found = ", ".join(lib.name for lib in libraries) or "none"
+    if not libraries:
+        raise SharewheelError(f"{prefix}: no shared libraries in {prefix}/lib (or bin/ for DLLs)")
+    chosen: list[PrefixLibrary] = []
+    for wanted in names:
+        matches = [lib for lib in libraries if wanted in (lib.name, link_name(lib.name))]
+        if not matches:
+            raise SharewheelError(f"--lib {wanted}: no such library in {prefix} (found: {found})")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen or libraries
 
 
 def _load_order(libraries: list[PrefixLibrary]) -> list[PrefixLibrary]:

@@ -78,8 +78,8 @@ class PlatformAdapter(Protocol):
     def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
         """Each binary's needed libraries with their state, and the tags repair would give."""
 
-    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
-        """The shared libraries of a build prefix (all, or those named with --lib)."""
+    def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
+        """The shared libraries of a build prefix."""
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         """Copy `library` to `dest` (named by its unique name), renamed and relinked."""
@@ -89,6 +89,26 @@ class PlatformAdapter(Protocol):
 
     def platform_tag(self, path: Path) -> str:
         """The unrepaired platform tag of a binary (`linux_x86_64`), before the OS tool retags."""
+
+
+def scan_binaries(
+    tree: Path, read: Callable[[Path], BinaryInfo | None], named_like: tuple[str, ...], kind: str
+) -> dict[str, BinaryInfo]:
+    """Every binary under `tree` that `read` recognises; a file named like one that is not is an error."""
+    found: dict[str, BinaryInfo] = {}
+    for path in sorted(tree.rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(tree).as_posix()
+        try:
+            info = read(path)
+        except SharewheelError as e:
+            raise SharewheelError(f"{relative}: {str(e).removeprefix(path.name + ': ')}") from None
+        if info is not None:
+            found[relative] = info
+        elif path.suffix.lower() in named_like:
+            raise SharewheelError(f"{relative}: not a {kind} file (wrong magic number)")
+    return found
 
 
 def adapter_for(platforms: list[str] | tuple[str, ...], where: str) -> PlatformAdapter:

@@ -31,6 +31,7 @@ from sharewheel.adapters import (
     PrefixLibrary,
     RepairJob,
     RepairOutcome,
+    scan_binaries,
 )
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
@@ -106,18 +107,12 @@ class LinuxAdapter:
     os = "linux"
 
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
-        found: dict[str, BinaryInfo] = {}
-        for path in sorted(tree.rglob("*")):
-            if not path.is_file() or path.suffix == ".py":
-                continue
-            try:
-                elf = _read_elf(path)
-            except SharewheelError as e:
-                raise SharewheelError(f"{path.relative_to(tree).as_posix()}: {e}") from None
-            if elf is not None:
-                needed, _, is_extension = elf
-                found[path.relative_to(tree).as_posix()] = BinaryInfo(needed, is_extension)
-        return found
+        def read(path: Path) -> BinaryInfo | None:
+            elf = _read_elf(path)
+            return None if elf is None else BinaryInfo(elf[0], elf[2])
+
+        # no "named like" check: a wheel may hold GNU ld scripts named lib*.so (ours do)
+        return scan_binaries(tree, read, (), "ELF")
 
     def _analyze(self, job: RepairJob) -> _Analysis:
         from auditwheel.error import AuditwheelError, NonPlatformWheelError, WheelToolsError
@@ -274,7 +269,7 @@ class LinuxAdapter:
             report[binary] = states
         return report, analysis.platforms
 
-    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
+    def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         by_file: dict[Path, PrefixLibrary] = {}
         for lib_dir in (prefix / "lib", prefix / "lib64"):
             for path in sorted(lib_dir.glob("*.so*")) if lib_dir.is_dir() else ():
@@ -286,19 +281,7 @@ class LinuxAdapter:
                     continue  # GNU ld scripts and other non-ELF files named .so
                 needed, soname, _ = elf
                 by_file[real] = PrefixLibrary(real, soname or real.name, needed)
-        libraries = sorted(by_file.values(), key=lambda lib: lib.name)
-        if names:
-            chosen: list[PrefixLibrary] = []
-            for wanted in names:
-                matches = [lib for lib in libraries if link_name(lib.name) == wanted or lib.name == wanted]
-                if not matches:
-                    found = ", ".join(lib.name for lib in libraries) or "none"
-                    raise SharewheelError(f"--lib {wanted}: no lib{wanted}.so* in {prefix}/lib (found: {found})")
-                chosen.extend(m for m in matches if m not in chosen)
-            libraries = chosen
-        if not libraries:
-            raise SharewheelError(f"{prefix}: no shared libraries (lib*.so*) in {prefix}/lib")
-        return libraries
+        return sorted(by_file.values(), key=lambda lib: lib.name)
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)

@@ -35,6 +35,7 @@ from sharewheel.adapters import (
     RepairJob,
     RepairOutcome,
     macho,
+    scan_binaries,
 )
 from sharewheel.errors import SharewheelError
 
@@ -108,21 +109,12 @@ class MacOSAdapter:
     os = "macos"
 
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
-        found: dict[str, BinaryInfo] = {}
-        for path in sorted(tree.rglob("*")):
-            if not path.is_file():
-                continue
-            relative = path.relative_to(tree).as_posix()
+        def read(path: Path) -> BinaryInfo | None:
             if not macho.is_macho(path):
-                if path.suffix in (".so", ".dylib"):
-                    raise SharewheelError(f"{relative}: not a Mach-O file (wrong magic number)")
-                continue
-            try:
-                needed = macho.get_install_names(path)
-            except SharewheelError as e:
-                raise SharewheelError(f"{relative}: {e}") from None
-            found[relative] = BinaryInfo(needed, bool(_EXTENSION.match(path.name)))
-        return found
+                return None
+            return BinaryInfo(macho.get_install_names(path), bool(_EXTENSION.match(path.name)))
+
+        return scan_binaries(tree, read, (".so", ".dylib"), "Mach-O")
 
     def repair(self, job: RepairJob) -> RepairOutcome:
         from delocate.delocating import (
@@ -222,9 +214,7 @@ class MacOSAdapter:
             tagged = _check_and_update_wheel_name(job.wheel, job.tree, None)
         return report, tuple(WheelName.parse(tagged.name).platforms)
 
-    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
-        from sharewheel.naming import link_name
-
+    def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         by_file: dict[Path, PrefixLibrary] = {}
         lib_dir = prefix / "lib"
         for path in sorted(lib_dir.glob("*.dylib")) if lib_dir.is_dir() else ():
@@ -235,17 +225,7 @@ class MacOSAdapter:
             if install_id is None:
                 continue
             by_file[real] = PrefixLibrary(real, posixpath.basename(install_id), macho.get_install_names(real))
-        libraries = sorted(by_file.values(), key=lambda lib: lib.name)
-        if names:
-            chosen = [lib for wanted in names for lib in libraries if link_name(lib.name) == wanted or lib.name == wanted]
-            missing = [w for w in names if not any(link_name(l.name) == w or l.name == w for l in chosen)]
-            if missing:
-                found = ", ".join(lib.name for lib in libraries) or "none"
-                raise SharewheelError(f"--lib {missing[0]}: no lib{missing[0]}*.dylib in {lib_dir} (found: {found})")
-            libraries = list(dict.fromkeys(chosen))
-        if not libraries:
-            raise SharewheelError(f"{prefix}: no shared libraries (lib*.dylib) in {lib_dir}")
-        return libraries
+        return sorted(by_file.values(), key=lambda lib: lib.name)
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)

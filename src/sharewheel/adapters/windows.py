@@ -24,7 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sharewheel.adapters import BinaryInfo, NeededState, PrefixLibrary, RepairJob, RepairOutcome
+from sharewheel.adapters import (
+    BinaryInfo,
+    NeededState,
+    PrefixLibrary,
+    RepairJob,
+    RepairOutcome,
+    scan_binaries,
+)
 from sharewheel.errors import SharewheelError
 
 MACHINE_TAGS = {0x8664: "win_amd64", 0x14C: "win32", 0xAA64: "win_arm64"}
@@ -154,20 +161,10 @@ class WindowsAdapter:
     os = "windows"
 
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
-        found: dict[str, BinaryInfo] = {}
-        for path in sorted(tree.rglob("*")):
-            if not path.is_file():
-                continue
-            relative = path.relative_to(tree).as_posix()
-            if not is_pe(path):
-                if path.suffix.lower() in (".pyd", ".dll"):
-                    raise SharewheelError(f"{relative}: not a PE file (wrong magic number)")
-                continue
-            try:
-                found[relative] = BinaryInfo(imports(path), path.suffix.lower() == ".pyd")
-            except SharewheelError as e:
-                raise SharewheelError(f"{relative}: {e}") from None
-        return found
+        def read(path: Path) -> BinaryInfo | None:
+            return BinaryInfo(imports(path), path.suffix.lower() == ".pyd") if is_pe(path) else None
+
+        return scan_binaries(tree, read, (".pyd", ".dll"), "PE")
 
     def _check_machines(self, job: RepairJob) -> None:
         tags = {p for p in job.platforms if p in MACHINE_TAGS.values()}
@@ -236,23 +233,12 @@ class WindowsAdapter:
                 report[binary] = states
         return report, tuple(job.platforms)
 
-    def prefix_libraries(self, prefix: Path, names: list[str]) -> list[PrefixLibrary]:
-        from sharewheel.naming import link_name
-
+    def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         found = []
         for lib_dir in (prefix / "bin", prefix / "lib"):
             for path in sorted(lib_dir.glob("*.dll")) if lib_dir.is_dir() else ():
                 if path.is_file() and is_pe(path):
                     found.append(PrefixLibrary(path.resolve(), path.name, imports(path)))
-        if names:
-            chosen = [lib for lib in found if link_name(lib.name) in names or lib.name in names]
-            missing = [n for n in names if not any(link_name(l.name) == n or l.name == n for l in chosen)]
-            if missing:
-                listed = ", ".join(lib.name for lib in found) or "none"
-                raise SharewheelError(f"--lib {missing[0]}: no such DLL in {prefix}/bin (found: {listed})")
-            found = chosen
-        if not found:
-            raise SharewheelError(f"{prefix}: no DLLs in {prefix}/bin")
         return found
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
