@@ -91,6 +91,23 @@ def run_env(tmp_path_factory: pytest.TempPathFactory) -> RunEnv:
     return RunEnv(root / "bin" / "python")
 
 
+def find_tool(*names: str, why: str) -> str:
+    """The first of `names` on PATH; the test fails (never skips) when none is: `why` says what needs it."""
+    for name in names:
+        if found := shutil.which(name):
+            return found
+    pytest.fail(f"{names[0]} not found: {why}", pytrace=False)
+
+
+def c_source_file(source: str | os.PathLike[str], tmp: Path, stem: str) -> Path:
+    """A Path is a C file; a str is C source text, written to TMP."""
+    if isinstance(source, os.PathLike):
+        return Path(source)
+    path = tmp / f"{stem}.c"
+    path.write_text(source)
+    return path
+
+
 def build_acme(prefix: Path, version: str) -> Path:
     """libacme VERSION in PREFIX, built by the example's build script (soname libacme.so.MAJOR)."""
     run(["sh", EXAMPLES / "acme" / "build.sh", prefix, version])

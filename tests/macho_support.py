@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import c_source_file, find_tool
 
 __all__ = [
     "ACME_DIR",
@@ -604,22 +605,8 @@ def zig(tmp_path_factory: pytest.TempPathFactory) -> Zig:
 
 def find_ld64_lld() -> str:
     """The ld64 flavour of lld (Debian's lld-16 package: `ld64.lld-16`); fails if absent."""
-    for name in ("ld64.lld-16", "ld64.lld"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("ld64.lld-16 not found: the MH_BUNDLE/chained-fixups tests need Debian's lld-16 "
-                "(apt-get install lld-16)", pytrace=False)
-    raise AssertionError  # unreachable
+    return find_tool("ld64.lld-16", "ld64.lld", why="the MH_BUNDLE/chained-fixups tests need Debian's lld-16 (apt-get install lld-16)")
 
-
-def _source_file(source: str | os.PathLike[str], tmp: Path, stem: str) -> Path:
-    """A Path is a C file; a str is C source text, written to TMP."""
-    if isinstance(source, os.PathLike):
-        return Path(source)
-    path = tmp / f"{stem}.c"
-    path.write_text(source)
-    return path
 
 
 def _link_args(links: Iterable[str | os.PathLike[str]]) -> list[str]:
@@ -634,7 +621,7 @@ def build_object(zig: Zig, target: str, out: str | os.PathLike[str], source: str
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="macho-src-") as tmp:
-        src = _source_file(source, Path(tmp), out.stem)
+        src = c_source_file(source, Path(tmp), out.stem)
         zig.cc(target, "-c", "-o", out, src, *(f"-I{d}" for d in include_dirs),
                *(f"-D{k}={v}" for k, v in (defines or {}).items()), *extra_args)
     return out
@@ -656,7 +643,7 @@ def build_dylib(zig: Zig, target: str, out: str | os.PathLike[str],
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="macho-src-") as tmp:
         if isinstance(source, (str, os.PathLike)):
-            sources = [_source_file(source, Path(tmp), out.stem.replace(".", "_"))]
+            sources = [c_source_file(source, Path(tmp), out.stem.replace(".", "_"))]
         else:
             sources = [Path(s) for s in source]
         zig.cc(target, "-shared", "-o", out, *sources, *(f"-I{d}" for d in include_dirs),

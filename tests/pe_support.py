@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import c_source_file, find_tool
 
 __all__ = [
     "ACME_DIR",
@@ -235,14 +236,6 @@ class DllBuild:
     implib: Path
 
 
-def _source_file(source: str | os.PathLike[str], tmp: Path, stem: str) -> Path:
-    """A Path is a C file; a str is C source text, written to TMP."""
-    if isinstance(source, os.PathLike):
-        return Path(source)
-    path = tmp / f"{stem}.c"
-    path.write_text(source)
-    return path
-
 
 def build_dll(zig: PeZig, out: str | os.PathLike[str], source: str | os.PathLike[str], *,
               implib: str | os.PathLike[str] | None = None, internal_name: str | None = None,
@@ -267,7 +260,7 @@ def build_dll(zig: PeZig, out: str | os.PathLike[str], source: str | os.PathLike
     implib_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pe-build-") as tmp:
         scratch = Path(tmp)
-        src = _source_file(source, scratch, Path(internal_name or out.name).stem)
+        src = c_source_file(source, scratch, Path(internal_name or out.name).stem)
         built = scratch / (internal_name or out.name)
         built_lib = scratch / "implib.dll.a"
         zig.cc("-shared", "-o", built, f"-Wl,--out-implib,{built_lib}", src,
@@ -411,13 +404,7 @@ def build_host_exe(zig: PeZig, out: str | os.PathLike[str]) -> Path:
 
 def find_lld_link() -> str:
     """Debian's lld-link (package lld-16); fails if absent."""
-    for name in ("lld-link-16", "lld-link"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("lld-link-16 not found: building PE files with delay imports needs Debian's "
-                "lld-16 (apt-get install lld-16)", pytrace=False)
-    raise AssertionError  # unreachable
+    return find_tool("lld-link-16", "lld-link", why="building PE files with delay imports needs Debian's lld-16 (apt-get install lld-16)")
 
 
 def link_dll_lld(zig: PeZig, out: str | os.PathLike[str], source: str, *,
