@@ -14,6 +14,7 @@ import hashlib
 import os
 import posixpath
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
 from sharewheel.metadata import add_requirements
 from sharewheel.platforms import keys_of
 from sharewheel.registry import Registry
-from sharewheel.wheelfile import InputWheel, write_wheel
+from sharewheel.wheelfile import InputWheel, Unchanged, write_wheel
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ def repair_wheel(
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(options.providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
-        wheel.extract(tree)
+        unchanged = extract_for_repair(wheel, tree)
         previous = _read_manifest(tree, wheel.dist_info)
+        # the OS tools read a wheel file: give them one with just what they look at
+        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
 
         # analyze: which binaries need which names, and which of those a provider offers
         binaries = adapter.binaries(tree)
@@ -95,7 +98,7 @@ def repair_wheel(
         # apply: the OS tool vendors the rest; the adapter relinks the provided names
         outcome = adapter.repair(
             RepairJob(
-                wheel=wheel_path,
+                wheel=slim,
                 tree=tree,
                 distribution=wheel.name.distribution,
                 platforms=tuple(wheel.platforms),
@@ -140,10 +143,29 @@ def repair_wheel(
             raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
         if taken and output in taken:
             raise SharewheelError(f"{wheel_path}: repairs to {output.name}, which {taken[output]} was just repaired to")
-        write_wheel(tree, wheel.dist_info, output)
+        write_wheel(tree, wheel.dist_info, output, unchanged=unchanged)
     return RepairReport(
         wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements)
     )
+
+
+_BINARY_SUFFIXES = (".so", ".dylib", ".pyd", ".dll", ".exe")
+_BINARY_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba", b"MZ")
+
+
+def extract_for_repair(wheel: InputWheel, tree: Path) -> Unchanged:
+    """Unpack what repair may read or change — binaries, Python files, dist-info — and leave the
+    rest (data, often most of a large wheel) in the zip to be copied as it is."""
+
+    def wanted(info: zipfile.ZipInfo) -> bool:
+        name = info.filename
+        return (
+            name.startswith(f"{wheel.dist_info}/")
+            or name.endswith((".py", *_BINARY_SUFFIXES))
+            or wheel.starts_with(info, _BINARY_MAGICS)
+        )
+
+    return wheel.extract(tree, wanted)
 
 
 def plan_links(

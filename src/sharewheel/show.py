@@ -11,7 +11,7 @@ from sharewheel.adapters import RepairJob, adapter_for
 from sharewheel.manifest import MANIFEST_NAME, Manifest
 from sharewheel.platforms import keys_of
 from sharewheel.registry import Registry
-from sharewheel.repair import RepairOptions, plan_links
+from sharewheel.repair import RepairOptions, extract_for_repair, plan_links
 from sharewheel.wheelfile import InputWheel
 
 
@@ -49,7 +49,7 @@ def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
-        wheel.extract(tree)
+        extract_for_repair(wheel, tree)
         manifest_path = tree / wheel.dist_info / MANIFEST_NAME
         previous = (
             Manifest.loads(manifest_path.read_text(encoding="utf-8"), str(manifest_path.name))

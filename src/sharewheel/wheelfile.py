@@ -18,11 +18,12 @@ import hashlib
 import io
 import os
 import stat
+import struct
 import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -225,13 +226,17 @@ class InputWheel:
     def platforms(self) -> list[str]:
         return self.name.platforms
 
-    def extract(self, dest: Path) -> None:
-        """Unpack into `dest`, keeping executable bits; the byte budget is enforced while writing."""
+    def extract(self, dest: Path, wanted: Callable[[zipfile.ZipInfo], bool] | None = None) -> Unchanged:
+        """Unpack into `dest` the entries `wanted` selects (default all), keeping executable bits;
+        the byte budget is enforced while writing. Returns the others, for write_wheel to copy."""
         budget = max_unpacked_size()
+        left: dict[str, zipfile.ZipInfo] = {}
         for info in self.zip.infolist():
             target = dest.joinpath(*PurePosixPath(info.filename).parts)
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if wanted is not None and not wanted(info):
+                left[info.filename] = info
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -245,6 +250,21 @@ class InputWheel:
                 raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
             mode = (info.external_attr >> 16) & 0o777
             target.chmod(0o755 if mode & 0o111 else 0o644)
+        return Unchanged(self.zip, left, self._record_rows() if left else {})
+
+    def _record_rows(self) -> dict[str, tuple[str, str]]:
+        from installer.records import parse_record_file
+
+        rows = parse_record_file(self.read_text(f"{self.dist_info}/RECORD").splitlines())
+        return {path: (digest, size) for path, digest, size in rows}
+
+    def starts_with(self, info: zipfile.ZipInfo, prefixes: tuple[bytes, ...]) -> bool:
+        """Whether the entry's content starts with one of `prefixes` (reads only its first bytes)."""
+        try:
+            with self.zip.open(info) as f:
+                return f.read(8).startswith(prefixes)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
 
 
 def _record_hash(data_path: Path) -> tuple[str, int]:
@@ -257,12 +277,12 @@ def _record_hash(data_path: Path) -> tuple[str, int]:
     return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), size
 
 
-def _canonical_order(tree: Path, dist_info: str) -> list[str]:
-    """Every file under `tree`, sorted, dist-info last and its RECORD very last."""
-    files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file() or p.is_symlink())
+def _canonical_order(names: Iterable[str], dist_info: str) -> list[str]:
+    """`names` sorted, dist-info last and its RECORD very last."""
     record = f"{dist_info}/RECORD"
+    files = sorted(set(names) - {record})
     body = [f for f in files if not f.startswith(f"{dist_info}/")]
-    meta = [f for f in files if f.startswith(f"{dist_info}/") and f != record]
+    meta = [f for f in files if f.startswith(f"{dist_info}/")]
     return [*body, *meta, record]
 
 
@@ -276,31 +296,45 @@ def _timestamp() -> tuple[int, int, int, int, int, int]:
     return time.gmtime(seconds)[:6]
 
 
-def write_wheel(tree: Path, dist_info: str, out_path: Path) -> Path:
-    """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all."""
+def write_wheel(
+    tree: Path, dist_info: str, out_path: Path, *, unchanged: Unchanged | None = None, compress: bool = True
+) -> Path:
+    """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all.
+
+    With `unchanged`, its entries (those of the input wheel that were never extracted into
+    `tree`) are copied still compressed, their RECORD rows kept: a repair that edits a few small
+    files of a 1 GB wheel neither inflates nor deflates the rest.
+    """
     for path in tree.rglob("*"):
         if path.is_symlink():
             raise SharewheelError(f"{path.relative_to(tree)}: a wheel cannot hold a symbolic link")
-    names = _canonical_order(tree, dist_info)
+    files = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
+    copied = {} if unchanged is None else {n: i for n, i in unchanged.entries.items() if n not in files}
+    names = _canonical_order(files | set(copied), dist_info)
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     for name in names[:-1]:
-        digest, size = _record_hash(tree / name)
-        writer.writerow((name, digest, size))
+        row = unchanged.record.get(name) if name in copied and unchanged else None
+        writer.writerow((name, *(row or _record_hash(tree / name))))
     writer.writerow((names[-1], "", ""))
     (tree / names[-1]).write_text(rows.getvalue(), encoding="utf-8")
 
     date_time = _timestamp()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    _remove_stale_temporaries(out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{_TMP_MARK}{os.getpid()}", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
             for name in names:
+                if name in copied:
+                    assert unchanged is not None
+                    _copy_raw(unchanged.zip, copied[name], zf, date_time)
+                    continue
                 source = tree / name
                 info = zipfile.ZipInfo(name, date_time)
                 executable = source.stat().st_mode & 0o111
                 info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
                 big = source.stat().st_size >= zipfile.ZIP64_LIMIT
                 with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
                     while chunk := src.read(_CHUNK):
@@ -314,3 +348,70 @@ def write_wheel(tree: Path, dist_info: str, out_path: Path) -> Path:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return out_path
+
+
+_TMP_MARK = ".sharewheel-tmp-"
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Temporary outputs of runs that were killed (their pid is gone) are removed."""
+    for path in directory.glob(f".*{_TMP_MARK}*"):
+        pid = path.name.rsplit(_TMP_MARK, 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Unchanged:
+    """Entries of an input wheel to copy as they are (compressed), with their RECORD rows."""
+
+    zip: zipfile.ZipFile
+    entries: dict[str, zipfile.ZipInfo]
+    record: dict[str, tuple[str, str]]
+
+
+def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile,
+              date_time: tuple[int, int, int, int, int, int]) -> None:
+    """Append `info`'s compressed bytes to `target` under a fresh header.
+
+    zipfile has no public way to copy an entry without inflating it; this mirrors what
+    ZipFile.write does for one entry (header, data, bookkeeping), with the data read raw.
+    """
+    fp = source.fp
+    assert fp is not None and target.fp is not None
+    fp.seek(info.header_offset)
+    header = fp.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise SharewheelError(f"{source.filename}: entry {info.filename} has a corrupt local header")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    fp.seek(info.header_offset + 30 + name_length + extra_length)
+    copy = zipfile.ZipInfo(info.filename, date_time)
+    copy.compress_type = info.compress_type
+    copy.CRC, copy.compress_size, copy.file_size = info.CRC, info.compress_size, info.file_size
+    executable = (info.external_attr >> 16) & 0o111
+    copy.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+    copy.flag_bits = info.flag_bits & 0x800  # keep UTF-8 names; sizes are in the header, no descriptor
+    zip64 = max(info.file_size, info.compress_size) >= zipfile.ZIP64_LIMIT
+    copy.header_offset = target.fp.tell()
+    target.fp.write(copy.FileHeader(zip64))
+    remaining = info.compress_size
+    while remaining:
+        chunk = fp.read(min(_CHUNK, remaining))
+        if not chunk:
+            raise SharewheelError(f"{source.filename}: entry {info.filename} is truncated")
+        target.fp.write(chunk)
+        remaining -= len(chunk)
+    target.filelist.append(copy)
+    target.NameToInfo[copy.filename] = copy
+    target.start_dir = target.fp.tell()
+    target._didModify = True  # type: ignore[attr-defined]
