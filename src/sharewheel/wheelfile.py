@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from packaging.tags import Tag, parse_tag
 from packaging.utils import (
@@ -118,6 +119,7 @@ class InputWheel:
         self.name = name
         self.zip = zf
         self.dist_info = dist_info
+        self._record: dict[str, Any] = {}  # name → installer's RecordEntry, once RECORD is checked
 
     @classmethod
     @contextmanager
@@ -198,19 +200,51 @@ class InputWheel:
 
     def _check_record(self) -> None:
         from installer.exceptions import InstallerError
-        from installer.records import InvalidRecordEntry
+        from installer.records import InvalidRecordEntry, RecordEntry
         from installer.sources import WheelFile
 
         try:
-            WheelFile(self.zip).validate_record(validate_contents=True)
+            WheelFile(self.zip).validate_record(validate_contents=False)
         except (ValueError, InstallerError, InvalidRecordEntry) as e:  # one error listing every issue
             issues = getattr(e, "issues", None) or [str(e)]
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
             raise SharewheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
+        self._record = {
+            name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._record_rows().items()
+        }
+        for info in self.zip.infolist():
+            entry = self._record.get(info.filename)
+            if entry is not None and entry.size is not None and entry.size != info.file_size:
+                raise SharewheelError(
+                    f"{self.path}: RECORD does not match the wheel: {info.filename} is {info.file_size} bytes, "
+                    f"RECORD says {entry.size}"
+                )
+
+    def _digest(self, name: str) -> Any:
+        """A hash object of the algorithm RECORD uses for `name`."""
+        entry = self._record.get(name)
+        algorithm = entry.hash_.name if entry is not None and entry.hash_ is not None else "sha256"
+        try:
+            return hashlib.new(algorithm)
+        except ValueError:
+            raise SharewheelError(f"{self.path}: RECORD uses the unknown hash {algorithm} for {name}") from None
+
+    def _verified(self, name: str, digest: Any) -> None:
+        """Content hashes are checked for every entry sharewheel unpacks or reads, as it streams
+        them; entries copied unchanged keep their RECORD rows, for pip to check at install."""
+        entry = self._record.get(name)
+        if entry is None or entry.hash_ is None:
+            return
+        if base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() != entry.hash_.value:
+            raise SharewheelError(f"{self.path}: RECORD does not match the wheel: the hash of {name} differs")
 
     def read(self, member: str) -> bytes:
         try:
-            return self.zip.read(member)
+            data = self.zip.read(member)
+            digest = self._digest(member)
+            digest.update(data)
+            self._verified(member, digest)
+            return data
         except KeyError:
             raise SharewheelError(f"{self.path}: no {member} in the wheel") from None
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
@@ -239,15 +273,18 @@ class InputWheel:
                 left[info.filename] = info
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            digest = self._digest(info.filename)
             try:
                 with self.zip.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(_CHUNK):
                         budget -= len(chunk)
                         if budget < 0:
                             raise SharewheelError(f"{self.path}: unpacks to more than allowed")
+                        digest.update(chunk)
                         out.write(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
                 raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+            self._verified(info.filename, digest)
             mode = (info.external_attr >> 16) & 0o777
             target.chmod(0o755 if mode & 0o111 else 0o644)
         return Unchanged(self.zip, left, self._record_rows() if left else {})
@@ -255,8 +292,11 @@ class InputWheel:
     def _record_rows(self) -> dict[str, tuple[str, str]]:
         from installer.records import parse_record_file
 
-        rows = parse_record_file(self.read_text(f"{self.dist_info}/RECORD").splitlines())
-        return {path: (digest, size) for path, digest, size in rows}
+        try:
+            text = self.zip.read(f"{self.dist_info}/RECORD").decode("utf-8")
+        except (KeyError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as e:
+            raise SharewheelError(f"{self.path}: unreadable RECORD ({e})") from None
+        return {path: (digest, size) for path, digest, size in parse_record_file(text.splitlines())}
 
     def starts_with(self, info: zipfile.ZipInfo, prefixes: tuple[bytes, ...]) -> bool:
         """Whether the entry's content starts with one of `prefixes` (reads only its first bytes)."""
