@@ -27,7 +27,8 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _fixtures import build_consumer, build_extra, build_provider
+
 CHUNK = 16 * 1024 * 1024
 
 
@@ -46,35 +47,6 @@ def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     if code != "0":
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return float(took), int(rss)
-
-
-def build_consumer(work: Path) -> tuple[Path, Path, Path]:
-    """(provider wheel, consumer wheel, libextra dir), all built for real."""
-    prefix = work / "acme"
-    subprocess.run(["sh", ROOT / "examples" / "acme" / "build.sh", prefix, "3.1.4"], check=True)
-    subprocess.run([sys.executable, "-m", "sharewheel", "pack", prefix, "--name", "acme-native", "--version",
-                    "3.1.4", "-w", work / "providers"], check=True, stdout=subprocess.DEVNULL)
-    provider = next((work / "providers").glob("*.whl"))
-    site = work / "site"
-    with zipfile.ZipFile(provider) as zf:
-        zf.extractall(site)
-    extra = work / "extra"
-    extra.mkdir()
-    (extra / "extra.c").write_text("int extra_twice(int x) { return 2 * x; }\n")
-    subprocess.run(["gcc", "-O2", "-fPIC", "-shared", "-Wl,-soname,libextra.so.1", "-o", extra / "libextra.so.1",
-                    extra / "extra.c"], check=True)
-    (extra / "libextra.so").symlink_to("libextra.so.1")
-    project = work / "project"
-    shutil.copytree(ROOT / "examples" / "acme-consumer", project)
-    setup = (project / "setup.py").read_text().replace(
-        'extra_link_args=pkg_config("--libs"),', f'extra_link_args=pkg_config("--libs") + ["-L{extra}", "-lextra"],')
-    (project / "setup.py").write_text(setup)
-    (project / "src" / "_core.c").write_text((project / "src" / "_core.c").read_text().replace(
-        "return PyLong_FromLong(acme_add(a, b));", "extern int extra_twice(int);\n    return PyLong_FromLong(extra_twice(acme_add(a, b)) / 2);"))
-    env = {**os.environ, "PKG_CONFIG_PATH": str(site / "acme_native" / "lib" / "pkgconfig")}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w",
-                    work / "dist", project], check=True, env=env)
-    return provider, next((work / "dist").glob("*.whl")), extra
 
 
 def grow(wheel: Path, size_mb: int, out_dir: Path) -> Path:
@@ -124,7 +96,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="sharewheel-bench-"))
-    provider, consumer, extra = build_consumer(work)
+    provider = build_provider(work)
+    extra = build_extra(work)
+    consumer = build_consumer(work, provider, extra=extra)
     scripts = Path(sys.executable).parent
     env = {"LD_LIBRARY_PATH": str(extra), "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"}
     print(f"{'MB':>6} {'sharewheel s':>12} {'auditwheel s':>12} {'floor a s':>9} {'floor b s':>9} "

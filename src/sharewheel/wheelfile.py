@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import csv
 import email.parser
-import email.policy
 import hashlib
 import io
 import os
@@ -180,7 +179,7 @@ class InputWheel:
 
     def _check_dist_info(self) -> None:
         wheel_text = self.read_text(f"{self.dist_info}/WHEEL")
-        headers = email.parser.Parser(policy=email.policy.compat32).parsestr(wheel_text)
+        headers = email.parser.Parser().parsestr(wheel_text)
         if not headers.get("Wheel-Version"):
             raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
         declared: set[Tag] = set()
@@ -191,7 +190,7 @@ class InputWheel:
             raise SharewheelError(
                 f"{self.path}: the file name's tags disagree with the WHEEL file's Tag lines ({in_file})"
             )
-        metadata = email.parser.Parser(policy=email.policy.compat32).parsestr(
+        metadata = email.parser.Parser().parsestr(
             self.read_text(f"{self.dist_info}/METADATA")
         )
         meta_name = metadata.get("Name")

@@ -12,6 +12,7 @@ vendors them; sharewheel then points them at the provider's unique soname.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
@@ -70,6 +71,14 @@ def _patcher(platform: str) -> Any:
 
 def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
     """(DT_NEEDED, DT_SONAME, is a Python extension) of an ELF file, None if it is not one."""
+    stat_result = path.stat()
+    return _read_elf_cached(str(path), stat_result.st_mtime_ns, stat_result.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...], str | None, bool] | None:
+    """_read_elf, once per file version (scanning a symbol table is the costly part of analysis)."""
+    path = Path(name)
     from auditwheel.elfutils import elf_is_python_extension
     from elftools.common.exceptions import ELFError
     from elftools.elf.dynamic import DynamicSection
