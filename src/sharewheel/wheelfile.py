@@ -37,6 +37,10 @@ from packaging.utils import (
 
 from sharewheel.errors import SharewheelError
 
+#: What zipfile raises for damaged entries (bad CRC, bad deflate data, sizes that lie).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, RuntimeError, NotImplementedError)
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
 #: Refuse wheels whose entries unpack to more than this many bytes (a zip bomb guard).
 #: Override with the SHAREWHEEL_MAX_UNPACKED_SIZE environment variable (bytes).
 DEFAULT_MAX_UNPACKED_SIZE = 8 * 1024**3
@@ -154,6 +158,10 @@ class InputWheel:
                 raise SharewheelError(f"{path}: entry {info.filename!r} {reason}")
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise SharewheelError(f"{path}: entry {info.filename!r} is a symbolic link")
+            if info.flag_bits & 0x1:
+                raise SharewheelError(f"{path}: entry {info.filename!r} is encrypted")
+            if info.compress_type not in _COMPRESSIONS:
+                raise SharewheelError(f"{path}: entry {info.filename!r} uses unknown compression method {info.compress_type}")
             key = info.filename.rstrip("/").lower()
             if key in seen:
                 other = seen[key]
@@ -246,7 +254,7 @@ class InputWheel:
             return data
         except KeyError:
             raise SharewheelError(f"{self.path}: no {member} in the wheel") from None
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        except _ZIP_ERRORS as e:
             raise SharewheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
 
     def read_text(self, member: str) -> str:
@@ -281,7 +289,7 @@ class InputWheel:
                             raise SharewheelError(f"{self.path}: unpacks to more than allowed")
                         digest.update(chunk)
                         out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            except _ZIP_ERRORS as e:
                 raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
             self._verified(info.filename, digest)
             mode = (info.external_attr >> 16) & 0o777
@@ -293,7 +301,7 @@ class InputWheel:
 
         try:
             text = self.zip.read(f"{self.dist_info}/RECORD").decode("utf-8")
-        except (KeyError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as e:
+        except (KeyError, UnicodeDecodeError, *_ZIP_ERRORS) as e:
             raise SharewheelError(f"{self.path}: unreadable RECORD ({e})") from None
         return {path: (digest, size) for path, digest, size in parse_record_file(text.splitlines())}
 
@@ -302,7 +310,7 @@ class InputWheel:
         try:
             with self.zip.open(info) as f:
                 return f.read(8).startswith(prefixes)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        except _ZIP_ERRORS as e:
             raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
 
 
