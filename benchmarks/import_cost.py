@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 from _fixtures import build_consumer, build_provider
@@ -42,8 +41,9 @@ def main() -> None:
     repaired = next((work / "wheelhouse").glob("*.whl"))
     sites = {}
     for name, wheel in (("provider", provider), ("hooked", repaired), ("bare", consumer)):
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(work / name)
+        # pip compiles .pyc files at install, as a user's install would have them
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", work / name, wheel],
+                       check=True)
         sites[name] = work / name
     python = sys.executable
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}

@@ -32,13 +32,12 @@ class Requirement:
 
 
 _REQUIRE = '''
+import _thread
 import importlib
-import importlib.util
 import os
 import sys
-import threading
 
-_require_lock = threading.RLock()
+_require_lock = _thread.RLock()  # _thread, not threading: this code runs on every import
 
 
 def _ships(package_dir, files):
@@ -71,10 +70,10 @@ def _require(package, distribution, requirement, files, needed_by):
             name = "_sharewheel_series." + package + "." + files[0].replace(".", "_").replace("-", "_")
             module = sys.modules.get(name)
             if module is None:
-                spec = importlib.util.spec_from_file_location(
-                    name, init, submodule_search_locations=[package_dir]
-                )
-                module = importlib.util.module_from_spec(spec)
+                from importlib.util import module_from_spec, spec_from_file_location
+
+                spec = spec_from_file_location(name, init, submodule_search_locations=[package_dir])
+                module = module_from_spec(spec)
                 sys.modules[name] = module
                 try:
                     spec.loader.exec_module(module)
@@ -139,13 +138,23 @@ def get_pkgconfig_dir():
     return os.path.join(_HERE, "lib", "pkgconfig")
 
 
+def _dlopen(path):
+    """dlopen(RTLD_NOW | RTLD_LOCAL) on POSIX via _ctypes (what ctypes.CDLL calls, without the
+    cost of importing ctypes on every start); LoadLibraryEx through ctypes on Windows."""
+    if sys.platform == "win32":
+        import ctypes
+
+        return ctypes.CDLL(path)
+    from _ctypes import dlopen
+
+    return dlopen(path, os.RTLD_NOW | os.RTLD_LOCAL)
+
+
 def load():
     """Load the providers this one needs, then its own libraries; later calls return at once."""
     global _loaded
     if _loaded:
         return
-    import ctypes
-
     with _require_lock:
         if _loaded:
             return
@@ -156,7 +165,7 @@ def load():
         for name in _LIBRARIES:
             path = os.path.join(lib_dir, name)
             try:
-                _handles.append(ctypes.CDLL(path, mode=getattr(os, "RTLD_LOCAL", 0)))
+                _handles.append(_dlopen(path))
             except OSError as e:
                 raise ImportError(f"{distribution}: cannot load {{path}}: {{e}}", path=path) from e
         _loaded = True
