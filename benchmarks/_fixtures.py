@@ -45,7 +45,7 @@ def build_consumer(work: Path, provider: Path, package: str = "acme_consumer", e
         with zipfile.ZipFile(provider) as zf:
             zf.extractall(site)
     project = work / f"project-{package}"
-    shutil.copytree(ROOT / "examples" / "acme-consumer", project)
+    shutil.copytree(ROOT / "examples" / "acme-consumer", project, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     (project / "src" / "acme_consumer").rename(project / "src" / package)
     for path in (project / "pyproject.toml", project / "setup.py", project / "src" / package / "__init__.py"):
         path.write_text(path.read_text().replace("acme_consumer", package).replace("acme-consumer", package.replace("_", "-")))
