@@ -122,7 +122,7 @@ def parse_requirement(text: str, where: str) -> Requirement:
     try:
         return Requirement(text)
     except InvalidRequirement as e:
-        raise SharewheelError(f"{where}: invalid requirement {text!r}: {e}") from None
+        raise SharewheelError(f"{where}: invalid requirement {text!r}: {str(e).splitlines()[0]}") from None
 
 
 def same_project(a: str, b: str) -> bool:

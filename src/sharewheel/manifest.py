@@ -79,6 +79,10 @@ class Manifest:
                 provides = Provides(libraries=libs, requires=requires, **_strings(provides))
                 if not libs:
                     raise ValueError("provides no library")
+                if not provides.package.isidentifier():
+                    raise ValueError(f"package {provides.package!r} is not a Python package name")
+                for lib in libs:
+                    _check_library(lib, provides.package)
             links = tuple(Link(**_strings(link)) for link in data.get("links", ()))
             vendored = _string_list(data.get("vendored", []))
         except (TypeError, KeyError, AttributeError, ValueError) as e:
@@ -90,6 +94,16 @@ def _strings(obj: Any) -> dict[str, str]:
     if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
         raise ValueError(f"expected an object of strings, got {obj!r}")
     return obj
+
+
+def _check_library(lib: ProvidedLibrary, package: str) -> None:
+    """Names end up in DT_NEEDED / load commands / import tables: only plain file names will do."""
+    for name in (lib.name, lib.unique_name):
+        if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+            raise ValueError(f"library name {name!r} is not a plain file name")
+    parts = lib.path.split("/")
+    if parts[0] != package or ".." in parts or parts[-1] != lib.unique_name:
+        raise ValueError(f"library path {lib.path!r} is not {package}/.../{lib.unique_name}")
 
 
 def _string_list(value: Any) -> tuple[str, ...]:

@@ -120,6 +120,15 @@ class Registry:
         return cls(chosen.values())
 
 
+def _checked(provider: Provider) -> Provider:
+    """A provider whose policy and version parse, or an error naming where it came from."""
+    try:
+        provider.policy.specifier(provider.version)
+    except SharewheelError as e:
+        raise SharewheelError(f"{provider.origin}: {MANIFEST_NAME}: {e}") from None
+    return provider
+
+
 def _key(name: str) -> str:
     """Library names compare by file name; DLL names case-insensitively, as Windows does."""
     base = posixpath.basename(name)
@@ -139,7 +148,7 @@ def read_provider_wheel(path: Path) -> Provider | None:
         for library in manifest.provides.libraries:
             if library.path not in names:
                 raise SharewheelError(f"{path}: the manifest lists {library.path}, which is not in the wheel")
-        return Provider(manifest.provides, str(path), path)
+        return _checked(Provider(manifest.provides, str(path), path))
 
 
 def _from_paths(paths: Sequence[Path]) -> Iterable[Provider]:
@@ -170,4 +179,4 @@ def _installed() -> Iterable[Provider]:
             raise SharewheelError(f"installed {dist.name} in {where} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
         manifest = Manifest.loads(text, f"installed {dist.name} in {where}")
         if manifest.provides is not None:
-            yield Provider(manifest.provides, f"installed in {where}", Path(where))
+            yield _checked(Provider(manifest.provides, f"installed {dist.name} in {where}", Path(where)))

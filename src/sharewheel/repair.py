@@ -8,14 +8,16 @@ the wheel atomically. The input wheel is only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import hashlib
+import io
 import os
 import posixpath
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -80,12 +82,13 @@ def repair_wheel(
 ) -> RepairReport:
     """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their inputs."""
     out_dir = _writable_dir(out_dir)
-    with InputWheel.open(wheel_path) as wheel, tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+    with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
+            tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(options.providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
         unchanged = extract_for_repair(wheel, tree)
-        previous = _read_manifest(tree, wheel.dist_info)
+        previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         # the OS tools read a wheel file: give them one with just what they look at
         slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
 
@@ -122,7 +125,7 @@ def repair_wheel(
         dist_info = tree / wheel.dist_info
         metadata = dist_info / "METADATA"
         metadata.write_text(
-            add_requirements(metadata.read_text(encoding="utf-8"), plan.requirements, wheel_path.name),
+            add_requirements(metadata.read_text(encoding="utf-8"), plan.requirements, f"{wheel.dist_info}/METADATA"),
             encoding="utf-8",
         )
         provides = previous.provides
@@ -166,6 +169,17 @@ def extract_for_repair(wheel: InputWheel, tree: Path) -> Unchanged:
         )
 
     return wheel.extract(tree, wanted)
+
+
+@contextlib.contextmanager
+def errors_name(wheel: Path) -> Iterator[None]:
+    """Every error while working on `wheel` names it: with dist/*.whl the culprit is clear."""
+    try:
+        yield
+    except SharewheelError as e:
+        if wheel.name in str(e):
+            raise
+        raise SharewheelError(f"{wheel.name}: {e}") from None
 
 
 def plan_links(
@@ -260,7 +274,8 @@ def install_hooks(
         (tree / package / f"{loader_template.HOOK_MODULE}.py").write_text(hook, encoding="utf-8")
         init = tree / package / "__init__.py"
         block = loader_template.init_block(f"from . import {loader_template.HOOK_MODULE}  # noqa: F401")
-        init.write_text(loader_template.insert_block(init.read_text(encoding="utf-8"), block), encoding="utf-8")
+        source, encoding = _read_python(init, f"{package}/__init__.py")
+        init.write_text(loader_template.insert_block(source, block), encoding=encoding)
     renamed: dict[str, str] = {}
     if loose:
         top_hook = f"{loader_template.HOOK_MODULE}_{needed_by.replace('-', '_')}"
@@ -278,11 +293,28 @@ def install_hooks(
     return renamed
 
 
-def _read_manifest(tree: Path, dist_info: str) -> Manifest:
+def read_manifest(tree: Path, dist_info: str, wheel: str) -> Manifest:
+    """The manifest an earlier repair or pack left in the tree, if any."""
     path = tree / dist_info / MANIFEST_NAME
     if not path.is_file():
         return Manifest()
-    return Manifest.loads(path.read_text(encoding="utf-8"), f"{dist_info}/{MANIFEST_NAME}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SharewheelError(f"{wheel}: {dist_info}/{MANIFEST_NAME} is not UTF-8 text") from None
+    return Manifest.loads(text, f"{wheel}: {dist_info}/{MANIFEST_NAME}")
+
+
+def _read_python(path: Path, where: str) -> tuple[str, str]:
+    """A Python source and its encoding (PEP 263 cookie or UTF-8), as the interpreter reads it."""
+    import tokenize
+
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding), encoding
+    except (SyntaxError, UnicodeDecodeError, LookupError) as e:
+        raise SharewheelError(f"{where}: cannot read this Python file ({e})") from None
 
 
 def _set_wheel_tags(wheel_file: Path, tag_lines: list[str]) -> None:

@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from sharewheel.adapters import RepairJob, adapter_for
-from sharewheel.manifest import MANIFEST_NAME, Manifest
 from sharewheel.platforms import keys_of
 from sharewheel.registry import Registry
-from sharewheel.repair import RepairOptions, extract_for_repair, plan_links
+from sharewheel.repair import (
+    RepairOptions,
+    errors_name,
+    extract_for_repair,
+    plan_links,
+    read_manifest,
+)
 from sharewheel.wheelfile import InputWheel
 
 
@@ -45,16 +50,13 @@ class ShowReport:
 
 
 def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
-    with InputWheel.open(wheel_path) as wheel, tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+    with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
+            tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
         extract_for_repair(wheel, tree)
-        manifest_path = tree / wheel.dist_info / MANIFEST_NAME
-        previous = (
-            Manifest.loads(manifest_path.read_text(encoding="utf-8"), str(manifest_path.name))
-            if manifest_path.is_file() else Manifest()
-        )
+        previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         binaries = adapter.binaries(tree)
         plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous)
         job = RepairJob(

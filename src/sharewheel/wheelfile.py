@@ -34,6 +34,7 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
+from packaging.version import InvalidVersion, Version
 
 from sharewheel.errors import SharewheelError
 
@@ -146,6 +147,8 @@ class InputWheel:
     @staticmethod
     def _check_entries(path: Path, zf: zipfile.ZipFile, name: WheelName) -> str:
         seen: dict[str, str] = {}
+        files: set[str] = set()
+        directories: set[str] = set()
         total = 0
         limit = max_unpacked_size()
         try:
@@ -163,6 +166,12 @@ class InputWheel:
             if info.compress_type not in _COMPRESSIONS:
                 raise SharewheelError(f"{path}: entry {info.filename!r} uses unknown compression method {info.compress_type}")
             key = info.filename.rstrip("/").lower()
+            parents = {str(p) for p in PurePosixPath(key).parents}
+            if parents & files or (not info.is_dir() and key in directories):
+                raise SharewheelError(f"{path}: entry {info.filename!r} and another entry are a file and a directory of one name")
+            directories |= parents
+            if not info.is_dir():
+                files.add(key)
             if key in seen:
                 other = seen[key]
                 what = "is duplicated" if other == info.filename else f"differs only in case from {other!r}"
@@ -188,8 +197,12 @@ class InputWheel:
     def _check_dist_info(self) -> None:
         wheel_text = self.read_text(f"{self.dist_info}/WHEEL")
         headers = email.parser.Parser().parsestr(wheel_text)
-        if not headers.get("Wheel-Version"):
+        wheel_version = (headers.get("Wheel-Version") or "").strip()
+        major = wheel_version.split(".")[0]
+        if not wheel_version:
             raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
+        if not major.isdigit() or not all(p.isdigit() for p in wheel_version.split(".")) or int(major) != 1:
+            raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {wheel_version!r}; only 1.x wheels can be read")
         declared: set[Tag] = set()
         for line in headers.get_all("Tag") or []:
             declared |= parse_tag(line.strip())
@@ -204,6 +217,13 @@ class InputWheel:
         meta_name = metadata.get("Name")
         if not meta_name or canonicalize_name(meta_name) != canonicalize_name(self.name.distribution):
             raise SharewheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
+        meta_version = (metadata.get("Version") or "").strip()
+        try:
+            same = Version(meta_version) == Version(self.name.version)
+        except InvalidVersion:
+            same = False
+        if not same:
+            raise SharewheelError(f"{self.path}: METADATA Version {meta_version!r} does not match the file name")
 
     def _check_record(self) -> None:
         from installer.exceptions import InstallerError

@@ -105,6 +105,18 @@ def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...
     return tuple(needed), soname, is_extension
 
 
+def _elf_arch(path: Path) -> str | None:
+    """The baseline architecture an ELF file is built for (auditwheel's names), None if unknown."""
+    from auditwheel.lddtree import _get_platform
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        try:
+            return _get_platform(ELFFile(f)).baseline_architecture.value
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True)
 class _Analysis:
     abi: Any  # auditwheel.wheel_abi.WheelAbIInfo
@@ -137,6 +149,11 @@ class LinuxAdapter:
             libc = get_wheel_libc(job.wheel.name)
         except WheelToolsError:
             libc = _libc_of(self.binaries(job.tree))
+        if arch is not None:  # auditwheel would only warn, then fail without naming the file
+            for binary in self.binaries(job.tree):
+                built = _elf_arch(job.tree / binary)
+                if built is not None and built != arch.baseline.value:
+                    raise SharewheelError(f"{binary}: built for {built}, but the wheel is tagged {', '.join(job.platforms)}")
         plat_base = job.plat
         if arch is not None and plat_base.endswith(f"_{arch.value}"):
             plat_base = plat_base[: -len(arch.value) - 1]

@@ -128,6 +128,7 @@ class MacOSAdapter:
         )
         from delocate.tools import _remove_absolute_rpaths
 
+        self._check_tagged_archs(job)
         providers = _materialize_provided(job)
 
         def copy_filter(path: str) -> bool:
@@ -177,6 +178,19 @@ class MacOSAdapter:
         platforms = tuple(WheelName.parse(new_name.name).platforms)
         return RepairOutcome(platforms, tuple(Path(v).relative_to(job.tree).as_posix() for v in vendored))
 
+    def _check_tagged_archs(self, job: RepairJob) -> None:
+        """Every binary has the slices its wheel's tag promises."""
+        from sharewheel.platforms import keys_of
+
+        promised = {key.arch for key in keys_of(list(job.platforms)) if key.os == "macos"}
+        for binary in self.binaries(job.tree):
+            missing = promised - macho.get_archs(job.tree / binary)
+            if missing:
+                built = ", ".join(sorted(macho.get_archs(job.tree / binary))) or "nothing"
+                raise SharewheelError(
+                    f"{binary}: built for {built}, but the wheel is tagged {', '.join(job.platforms)}"
+                )
+
     def _check_provided_archs(self, job: RepairJob, providers: Path) -> None:
         """A consumer slice needs the same slice in the provider's library."""
         for binary, mapping in sorted(job.relink.items()):
@@ -195,6 +209,7 @@ class MacOSAdapter:
 
         from sharewheel.wheelfile import WheelName
 
+        self._check_tagged_archs(job)
         report: dict[str, list[NeededState]] = {}
         with _delocate_backend([_materialize_provided(job), *job.library_path]):
             for binary in self.binaries(job.tree):

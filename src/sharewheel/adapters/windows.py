@@ -211,6 +211,7 @@ class WindowsAdapter:
         from delvewheel._dll_list import MachineType, ignore_regexes
         from delvewheel._dll_utils import _find_library_in_path
 
+        self._check_machines(job)
         in_tree = {p.name.lower() for p in job.tree.rglob("*") if p.is_file()}
         report: dict[str, list[NeededState]] = {}
         with _search_path(job.library_path):
