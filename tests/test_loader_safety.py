@@ -258,16 +258,7 @@ def consumer_copy(site: Path, name: str) -> Path:
 
 @pytest.mark.parametrize("layout", [
     "first-on-path",
-    pytest.param("series-fallback", marks=pytest.mark.xfail(strict=True, reason=(
-        "src/sharewheel/loader_template.py, _require (the series fallback): the provider module is put in "
-        "sys.modules under its private name before spec.loader.exec_module() has run it, and each hook "
-        "module has its own _require_lock; a second consumer's hook in another thread finds the "
-        "half-executed module and calls module.load() -> AttributeError: module "
-        "'_sharewheel_series.acme_native....' has no attribute 'load' (seen without the test's 0.3 s pause "
-        "too, in about 1 run of 20), or, when both hooks miss it in sys.modules, each executes a module of "
-        "its own and the library is dlopened twice (two _handles lists); expected one process-wide lock for "
-        "the fallback (e.g. kept in sys, or the import system's module lock) and the module published only "
-        "once it is executed"))),
+    "series-fallback",
 ])
 def test_eight_threads_load_each_library_once(layout: str, installed: Installed, packed: Callable[..., Path],
                                               build_env: BuildEnv, run_env: RunEnv, tmp_path: Path) -> None:

@@ -37,7 +37,10 @@ import importlib
 import os
 import sys
 
-_require_lock = _thread.RLock()  # _thread, not threading: this code runs on every import
+_load_lock = _thread.RLock()  # _thread, not threading: this code runs on every import
+# One lock for every copy of this code in the process (each hook and provider carries one):
+# it guards loading a provider under a private name, which the import system does not.
+_fallback_lock = sys.__dict__.setdefault("_sharewheel_fallback_lock", _thread.RLock())
 
 
 def _ships(package_dir, files):
@@ -47,49 +50,45 @@ def _ships(package_dir, files):
 
 def _require(package, distribution, requirement, files, needed_by):
     """Load provider `package` from the sys.path entry that ships `files`, and return it."""
-    with _require_lock:
-        found = None
-        try:
-            module = importlib.import_module(package)
-        except ModuleNotFoundError as e:
-            if e.name != package:
-                raise
-        else:
-            if getattr(module, "__file__", None):
-                found = os.path.dirname(os.path.realpath(module.__file__))
-            if found is not None and _ships(found, files):
-                module.load()
-                return module
-        for entry in sys.path:
-            if not entry or not os.path.isabs(entry):
-                continue  # never load native code from the current directory
-            package_dir = os.path.realpath(os.path.join(entry, package))
-            init = os.path.join(package_dir, "__init__.py")
-            if package_dir == found or not os.path.isfile(init) or not _ships(package_dir, files):
-                continue
-            name = "_sharewheel_series." + package + "." + files[0].replace(".", "_").replace("-", "_")
+    found = None
+    try:
+        module = importlib.import_module(package)  # thread-safe by itself
+    except ModuleNotFoundError as e:
+        if e.name != package:
+            raise
+    else:
+        if getattr(module, "__file__", None):
+            found = os.path.dirname(os.path.realpath(module.__file__))
+        if found is not None and _ships(found, files):
+            module.load()
+            return module
+    for entry in sys.path:
+        if not entry or not os.path.isabs(entry):
+            continue  # never load native code from the current directory
+        package_dir = os.path.realpath(os.path.join(entry, package))
+        init = os.path.join(package_dir, "__init__.py")
+        if package_dir == found or not os.path.isfile(init) or not _ships(package_dir, files):
+            continue
+        name = "_sharewheel_series." + package + "." + files[0].replace(".", "_").replace("-", "_")
+        with _fallback_lock:
             module = sys.modules.get(name)
             if module is None:
                 from importlib.util import module_from_spec, spec_from_file_location
 
                 spec = spec_from_file_location(name, init, submodule_search_locations=[package_dir])
                 module = module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[name]
-                    raise
-            module.load()
-            return module
-        other = "" if found is None else (
-            f"; the {distribution} found in {os.path.dirname(found)} ships another ABI series"
-        )
-        raise ImportError(
-            f"{needed_by} needs the native library provider {distribution} ({requirement}), "
-            f"which is not installed{other}. Fix it with: pip install '{requirement}'",
-            name=package,
-        )
+                spec.loader.exec_module(module)
+                sys.modules[name] = module  # published only once it has run
+        module.load()
+        return module
+    other = "" if found is None else (
+        f"; the {distribution} found in {os.path.dirname(found)} ships another ABI series"
+    )
+    raise ImportError(
+        f"{needed_by} needs the native library provider {distribution} ({requirement}), "
+        f"which is not installed{other}. Fix it with: pip install '{requirement}'",
+        name=package,
+    )
 '''
 
 
@@ -155,7 +154,7 @@ def load():
     global _loaded
     if _loaded:
         return
-    with _require_lock:
+    with _load_lock:
         if _loaded:
             return
 {_require_calls(requires, distribution, " " * 8)}
