@@ -12,25 +12,38 @@ otherwise under a fixed linux_x86_64 name. Then:
 A `SharewheelError` is the expected outcome for bad input (the CLI prints it as one error line).
 Any other exception is a crash: libFuzzer stops and writes the input to `crash-<sha1>`.
 
+Mutations: byte-level mutations of a zip almost never get past its CRCs and RECORD's hashes, so
+most of the time (SHAREWHEEL_FUZZ_MUTATOR=zip, the default) the custom mutator unzips the input,
+mutates one entry (its bytes with libFuzzer's mutator, or its name), drops or duplicates one now
+and then, and zips it again with a RECORD that matches (usually): the ELF, Mach-O and PE readers,
+the manifest and METADATA parsers see mutated files inside otherwise valid wheels. One mutation in
+ten stays at the byte level, for the zip reader itself. SHAREWHEEL_FUZZ_MUTATOR=bytes: libFuzzer's
+own mutations only.
+
     pip install atheris
     python fuzz/make_corpus.py                                # seeds: the test fixtures' wheels
     python fuzz/fuzz_wheel.py fuzz/corpus -max_total_time=300
     python fuzz/fuzz_wheel.py crash-<sha1>                    # replay one input
 
-SHAREWHEEL_FUZZ_KNOWN=TypeName[:text],... treats those exception types (with that text in their
-message) as expected too, to keep fuzzing past a crash already reported (and turned into a
-regression test). The unpacked-size limit is
+SHAREWHEEL_FUZZ_KNOWN=TypeName[:text|@function],... treats those exception types (with that text
+in their message, or raised through that function) as expected too, to keep fuzzing past a crash
+already reported (and turned into a regression test). The unpacked-size limit is
 64 MiB here (SHAREWHEEL_MAX_UNPACKED_SIZE), so that mutated sizes cannot fill the disk.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
 import io
 import logging
 import os
+import random
 import re
 import sys
 import tempfile
+import traceback
 import zipfile
 from pathlib import Path
 
@@ -50,8 +63,9 @@ with atheris.instrument_imports(include=["sharewheel", "installer", "packaging",
     from sharewheel.show import show_wheel
     from sharewheel.wheelfile import InputWheel
 
-# "TypeName" or "TypeName:text in the message", comma-separated
-KNOWN = [item.partition(":")[::2] for item in os.environ.get("SHAREWHEEL_FUZZ_KNOWN", "").split(",") if item]
+# comma-separated "TypeName", "TypeName:text in its message" or "TypeName@function in its traceback"
+KNOWN = [re.fullmatch(r"([^:@]+)([:@]?)(.*)", item).groups()
+         for item in os.environ.get("SHAREWHEEL_FUZZ_KNOWN", "").split(",") if item]
 DEFAULT_NAME = "acme_consumer-1.0.0-cp311-cp311-linux_x86_64.whl"
 _DIST_INFO_WHEEL = re.compile(r"^([A-Za-z0-9_.]+)-([A-Za-z0-9_.!+]+)\.dist-info/WHEEL$")
 _PART = re.compile(r"[A-Za-z0-9_]+")
@@ -76,9 +90,14 @@ def wheel_name(data: bytes) -> str:
     return DEFAULT_NAME
 
 
+def _functions(error: BaseException) -> set[str]:
+    return {frame.name for frame in traceback.extract_tb(error.__traceback__)}
+
+
 def expected(error: BaseException) -> bool:
     return isinstance(error, SharewheelError) or any(
-        type(error).__name__ == name and text in str(error) for name, text in KNOWN)
+        type(error).__name__ == name and (text in _functions(error) if how == "@" else text in str(error))
+        for name, how, text in KNOWN)
 
 
 def TestOneInput(data: bytes) -> None:
@@ -98,8 +117,72 @@ def TestOneInput(data: bytes) -> None:
                 raise
 
 
+_BINARY = (".so", ".dylib", ".pyd", ".dll")
+
+
+def _record(entries: dict[str, bytes]) -> dict[str, bytes]:
+    """`entries` with each dist-info RECORD rewritten to match them."""
+    records = [n for n in entries if n.endswith(".dist-info/RECORD")]
+    for record in records:
+        rows = io.StringIO()
+        writer = csv.writer(rows, lineterminator="\n")
+        for name, content in entries.items():
+            if name != record:
+                digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+                writer.writerow((name, f"sha256={digest}", len(content)))
+        writer.writerow((record, "", ""))
+        entries[record] = rows.getvalue().encode()
+    return entries
+
+
+def mutate_entries(data: bytes, max_size: int, seed: int) -> bytes:
+    """Mutate one entry of the wheel (see the module docstring); bytes-level if it is no zip."""
+    rng = random.Random(seed)
+    if rng.random() < 0.1:
+        return atheris.Mutate(data, max_size)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            entries = {info.filename: zf.read(info) for info in infos}
+            modes = {info.filename: info.external_attr for info in infos}
+    except Exception:  # noqa: BLE001 - not a zip (any more): mutate it as bytes
+        return atheris.Mutate(data, max_size)
+    if not entries:
+        return atheris.Mutate(data, max_size)
+    names = list(entries)
+    # binaries and the dist-info are where the parsers are: pick them more often
+    weights = [4 if n.endswith(_BINARY) or ".dist-info/" in n else 1 for n in names]
+    name = rng.choices(names, weights)[0]
+    action = rng.random()
+    if action < 0.75:
+        content = entries[name]
+        entries[name] = atheris.Mutate(content, max(len(content) * 2, 64))
+    elif action < 0.85:
+        new = atheris.Mutate(name.encode(), len(name) + 8).decode("utf-8", "replace")
+        entries = {new if n == name else n: c for n, c in entries.items()}
+        modes[new] = modes.get(name, 0)
+    elif action < 0.92:
+        del entries[name]
+    else:
+        entries[name + rng.choice(["", "/", "x"])] = entries[name]
+    if rng.random() < 0.9:
+        entries = _record(entries)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for entry_name, content in entries.items():
+            info = zipfile.ZipInfo(entry_name, (2024, 1, 1, 0, 0, 0))
+            info.external_attr = modes.get(entry_name, 0o100644 << 16)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, content)
+    result = out.getvalue()
+    return result if len(result) <= max_size else atheris.Mutate(data, max_size)
+
+
 def main() -> None:
-    atheris.Setup(sys.argv, TestOneInput)
+    if os.environ.get("SHAREWHEEL_FUZZ_MUTATOR", "zip") == "zip":
+        atheris.Setup(sys.argv, TestOneInput, custom_mutator=mutate_entries)
+    else:
+        atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
 
 

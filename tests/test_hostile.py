@@ -223,7 +223,7 @@ def compressed_span(path: Path, member: str) -> tuple[int, int]:
     return info.header_offset + 30 + name_length + extra_length, info.compress_size
 
 
-CD_FLAGS, CD_METHOD, CD_CRC, CD_USIZE = 8, 10, 16, 24  # central directory header field offsets
+CD_EXTRACT_VERSION, CD_FLAGS, CD_METHOD, CD_CRC, CD_USIZE = 6, 8, 10, 16, 24  # central directory header fields
 
 
 # --- the hostile wheels -------------------------------------------------------------------
@@ -246,6 +246,24 @@ def _dist_info(wheel: Path) -> str:
 
 def drive_letter(wheel: Path, where: Path) -> Hostile:
     return Hostile(edit_wheel(wheel, where, add={"C:/x": b"print('hi')\n"}), ("'C:/x'", "drive letter"))
+
+
+def empty_name(wheel: Path, where: Path) -> Hostile:
+    return Hostile(edit_wheel(wheel, where, add={"": b"print('hi')\n"}), ("''",))
+
+
+def name_not_utf8(wheel: Path, where: Path) -> Hostile:
+    """An entry flagged as having a UTF-8 name whose name is not UTF-8 (in the central directory)."""
+    name = f"{package_of(wheel)}/caf\u00e9.py"  # zipfile sets the UTF-8 flag for it
+    path = edit_wheel(wheel, where, add={name: b"print('hi')\n"})
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        central = zf.start_dir
+        assert zf.getinfo(name).flag_bits & 0x800
+    position = data.index(name.encode(), central)
+    data[position: position + len(name.encode())] = name.encode().replace(b"\xc3\xa9", b"\xcf\x28")
+    path.write_bytes(bytes(data))
+    return Hostile(path, ())
 
 
 def declared_bomb(wheel: Path, where: Path) -> Hostile:
@@ -349,9 +367,11 @@ def _zip_damage(kind: str) -> Callable[[Path, Path], Hostile]:
             patch_central(path, target, CD_METHOD, "<H", 99)
         elif kind == "encrypted":
             patch_central(path, target, CD_FLAGS, "<H", 0x1)
+        elif kind == "extract-version":
+            patch_central(path, target, CD_EXTRACT_VERSION, "<B", 255)
         else:
             raise AssertionError(kind)
-        return Hostile(path, (target,))
+        return Hostile(path, ("zip",) if kind == "extract-version" else (target,))
 
     return make
 
@@ -395,6 +415,12 @@ class Case:
 HOSTILE_CASES: dict[str, Case] = {
     # entry names and sizes
     "drive-letter": Case(drive_letter),
+    # found by fuzz/fuzz_wheel.py (crash-f851100e...)
+    "empty-entry-name": Case(empty_name, xfail=(
+        "src/sharewheel/wheelfile.py, InputWheel._check_entries (and extract): zipfile.ZipInfo.is_dir() "
+        "indexes filename[-1], so a zip entry with an empty name raises IndexError: 'internal error: "
+        "IndexError: string index out of range' (exit 3); expected one error line naming the wheel and the "
+        "empty entry name")),
     "declared-size-bomb": Case(declared_bomb),
     "real-compressible-bomb": Case(real_bomb, env={"SHAREWHEEL_MAX_UNPACKED_SIZE": str(REAL_BOMB_LIMIT)}),
     "small-size-limit": Case(small_limit, env={"SHAREWHEEL_MAX_UNPACKED_SIZE": "1000"}),
@@ -406,13 +432,30 @@ HOSTILE_CASES: dict[str, Case] = {
     "bad-deflate-data": Case(_zip_damage("bad-deflate")),
     "declared-size-too-small": Case(_zip_damage("size-lie")),  # inflates past what it declares
     "unknown-compression": Case(_zip_damage("unknown-method")),
+    # found by fuzz/fuzz_wheel.py (crash-4bd685eb...)
+    "entry-name-not-utf8": Case(name_not_utf8, xfail=(
+        "src/sharewheel/wheelfile.py, InputWheel.open: zipfile.ZipFile(path) decodes the names of entries "
+        "flagged UTF-8 (general purpose bit 11) and raises UnicodeDecodeError for invalid bytes; only "
+        "BadZipFile and OSError are caught: 'internal error: UnicodeDecodeError' (exit 3); expected one error "
+        "line naming the wheel (the same catch as for the zip-version case: any exception zipfile.ZipFile() "
+        "raises while reading the directory)")),
+    # found by fuzz/fuzz_wheel.py (crash-b9adefc1...): zipfile refuses the whole archive
+    "zip-version-unsupported": Case(_zip_damage("extract-version"), xfail=(
+        "src/sharewheel/wheelfile.py, InputWheel.open: zipfile.ZipFile(path) raises NotImplementedError "
+        "('zip file version 25.5') for a central directory entry whose 'version needed to extract' is above "
+        "6.3; only BadZipFile and OSError are caught, so it is 'internal error: NotImplementedError' (exit 3); "
+        "expected one error line naming the wheel (not a zip file sharewheel can read)")),
     "encrypted-entry": Case(_zip_damage("encrypted")),
     # WHEEL
     "wheel-missing": Case(_dist_file("WHEEL", None, ("no ",))),
     "wheel-no-version": Case(wheel_file(lambda tag: f"Root-Is-Purelib: false\nTag: {tag}\n", ("Wheel-Version",))),
     "wheel-not-utf8": Case(_dist_file("WHEEL", b"Wheel-Version: 1.0\nTag: \xff\xfe\n", ("UTF-8",))),
-    "wheel-bad-tag-line": Case(wheel_file(lambda tag: f"Wheel-Version: 1.0\nTag: {tag}\nTag: not-a-tag!\n",
-                                          ("not-a-tag!",))),
+    # a tag with four parts (a dash for an underscore); found again by fuzz/fuzz_wheel.py (crash-80d07800...)
+    "wheel-bad-tag-line": Case(wheel_file(lambda tag: f"Wheel-Version: 1.0\nTag: {tag}\nTag: cp311-cp311-linux-x86_64\n",
+                                          ("cp311-cp311-linux-x86_64",)), xfail=(
+        "src/sharewheel/wheelfile.py, InputWheel._check_dist_info: packaging's parse_tag() raises InvalidTag "
+        "for a Tag line that does not have exactly three parts, uncaught: 'internal error: InvalidTag' (exit 3); "
+        "expected one error line naming WHEEL and the bad Tag")),
     "wheel-version-not-a-number": Case(wheel_file(lambda tag: f"Wheel-Version: one point oh\nTag: {tag}\n", ("Wheel-Version",))),
     "wheel-version-2": Case(wheel_file(lambda tag: f"Wheel-Version: 2.0\nTag: {tag}\n", ("Wheel-Version",))),
     # METADATA
@@ -434,13 +477,13 @@ HOSTILE_CASES: dict[str, Case] = {
         lambda r, f: r.replace(_row_of(r, f), _row_of(r, f).rsplit(b",", 1)[0] + b",big"), ("size",))),
     "record-lacks-a-file": Case(record_file(lambda r, f: _record_without_row(r, f), ("not mentioned in RECORD",))),
     "record-hash-mismatch-in-data": Case(data_tampered, commands=("repair",), xfail=(
-        "src/sharewheel/wheelfile.py + repair.py (extract_for_repair, write_wheel's `unchanged` entries, "
-        "2c956a2/cd2b621): entries that are neither binaries, .py files nor dist-info are copied still "
-        "compressed and their content is never hashed, so a data file that does not match its RECORD row is "
-        "repaired without complaint; the output keeps the bad row and pip refuses it at install. Issue 5 asks "
-        "'RECORD hashes that do not match (refuse, as pip would)' and the README says wheels are validated "
-        "('RECORD hashes as pip checks them') before anything is done; expected a refusal naming the entry "
-        "(inflating to hash costs far less than the deflate the raw copy saves)")),
+        "a documented trade-off that contradicts issue 5 ('RECORD hashes that do not match (refuse, as pip "
+        "would)'): src/sharewheel/repair.py extract_for_repair + wheelfile.py write_wheel(unchanged=...) copy "
+        "entries that are neither binaries, .py files nor dist-info still compressed and never hash them "
+        "(README, 'Speed, memory and what is verified'), so a data file that does not match its RECORD row is "
+        "repaired without complaint and the output is a wheel pip refuses at install; expected a refusal "
+        "naming the entry (hashing means inflating, not deflating: it would not undo the raw copy's gain), or "
+        "the issue's requirement changed")),
     # package contents
     "init-not-utf8": Case(init_not_utf8, commands=("repair",)),
     "consumer-manifest-not-json": Case(consumer_manifest_broken),
@@ -640,6 +683,25 @@ def test_provider_manifest_with_a_path_as_unique_name(consumer: Consumer, sandbo
     wheel = edit_wheel(consumer.input, sandbox.inputs)
     sandbox.refuse("repair", wheel, "-w", sandbox.out, "--provider", hostile.path,
                    names=(hostile.path.name, "../../tmp/evil.so"), inputs=[wheel, hostile.path], env=elf_env)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "src/sharewheel/registry.py, Registry.discover keeps only the newest release of each distribution "
+    "found in --provider paths: with acme-native 3.1.4 and 4.0.0 in one wheelhouse, a consumer built against "
+    "series 3 is refused with '... needs libacme-sw....so, which no provider offers and which was not found' "
+    "although 3.1.4, in that very directory, offers it (README: 'of several releases of one provider the "
+    "newest is used'); one shared wheelhouse then breaks every consumer of an older series, and the message "
+    "is wrong; expected: for each needed name, the newest release that offers it"))
+def test_wheelhouse_holding_two_series_of_a_provider(consumer: Consumer, packed: Callable[..., Path],
+                                                      tmp_path: Path, elf_env: dict[str, str]) -> None:
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    for version in ("3.1.4", "4.0.0"):
+        shutil.copy(packed(version), wheelhouse)
+    sharewheel("repair", consumer.input, "-w", tmp_path / "out", "--provider", wheelhouse, env=elf_env)
+    links = json.loads(read_entries(one(list((tmp_path / "out").glob("*.whl"))))[
+        f"{_dist_info(consumer.input)}/sharewheel.json"])["links"]
+    assert [link["version"] for link in links] == ["3.1.4"]
 
 
 # --- Mach-O ---------------------------------------------------------------------------------
