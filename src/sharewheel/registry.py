@@ -73,7 +73,9 @@ class Registry:
     """Library name (original or unique) → the provider offering it."""
 
     def __init__(self, providers: Iterable[Provider]) -> None:
-        self.providers = list(providers)
+        # oldest first, so that of several releases of one distribution the newest offering a
+        # name is the one it maps to (a wheelhouse may hold series 3 and series 4)
+        self.providers = sorted(providers, key=lambda p: (canonicalize_name(p.distribution), p.version))
         self._by_name: dict[str, Match] = {}
         for provider in self.providers:
             for library in provider.provides.libraries:
@@ -93,8 +95,9 @@ class Registry:
         return self._by_name.get(_key(name))
 
     def distribution(self, name: str) -> Provider | None:
+        """The newest release of a provider distribution."""
         wanted = canonicalize_name(name)
-        return next((p for p in self.providers if canonicalize_name(p.distribution) == wanted), None)
+        return next((p for p in reversed(self.providers) if canonicalize_name(p.distribution) == wanted), None)
 
     @classmethod
     def discover(
@@ -105,19 +108,13 @@ class Registry:
         include_installed: bool = True,
     ) -> Registry:
         """Providers for `platform` from `provider_paths`, then from the installed environment."""
-        chosen: dict[str, Provider] = {}
-        for provider in _from_paths(provider_paths):
-            if not platform <= provider.platform_keys:  # a universal2 provider serves arm64 too, not vice versa
-                continue
-            key = canonicalize_name(provider.distribution)
-            if key not in chosen or chosen[key].version < provider.version:
-                chosen[key] = provider  # a wheelhouse may hold several releases: take the newest
-        if include_installed:
-            for provider in _installed():
-                key = canonicalize_name(provider.distribution)
-                if key not in chosen and platform <= provider.platform_keys:
-                    chosen[key] = provider
-        return cls(chosen.values())
+        given = [p for p in _from_paths(provider_paths) if platform <= p.platform_keys]  # universal2 serves arm64
+        names = {canonicalize_name(p.distribution) for p in given}
+        installed = [
+            p for p in (_installed() if include_installed else ())
+            if canonicalize_name(p.distribution) not in names and platform <= p.platform_keys
+        ]
+        return cls([*given, *installed])
 
 
 def _checked(provider: Provider) -> Provider:

@@ -30,6 +30,7 @@ from typing import Any
 
 from packaging.tags import Tag, parse_tag
 from packaging.utils import (
+    InvalidTag,
     InvalidWheelFilename,
     canonicalize_name,
     parse_wheel_filename,
@@ -101,6 +102,8 @@ class WheelName:
 
 
 def _unsafe_name_reason(name: str) -> str | None:
+    if not name:
+        return "has an empty name"
     if "\\" in name:
         return "contains a backslash"
     if name.startswith("/"):
@@ -133,8 +136,8 @@ class InputWheel:
         name = WheelName.parse(path.name)
         try:
             zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise SharewheelError(f"{path}: not a zip file ({e})") from None
+        except (*_ZIP_ERRORS, UnicodeDecodeError) as e:  # also undecodable names, unknown zip versions
+            raise SharewheelError(f"{path}: not a zip file sharewheel can read ({e})") from None
         try:
             wheel = cls(path, name, zf, cls._check_entries(path, zf, name))
             wheel._check_dist_info()
@@ -205,7 +208,10 @@ class InputWheel:
             raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {wheel_version!r}; only 1.x wheels can be read")
         declared: set[Tag] = set()
         for line in headers.get_all("Tag") or []:
-            declared |= parse_tag(line.strip())
+            try:
+                declared |= parse_tag(line.strip())
+            except InvalidTag:
+                raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has a malformed Tag line {line.strip()!r}") from None
         if declared != set(self.name.tags):
             in_file = ", ".join(sorted(str(t) for t in declared)) or "none"
             raise SharewheelError(
