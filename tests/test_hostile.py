@@ -416,11 +416,7 @@ HOSTILE_CASES: dict[str, Case] = {
     # entry names and sizes
     "drive-letter": Case(drive_letter),
     # found by fuzz/fuzz_wheel.py (crash-f851100e...)
-    "empty-entry-name": Case(empty_name, xfail=(
-        "src/sharewheel/wheelfile.py, InputWheel._check_entries (and extract): zipfile.ZipInfo.is_dir() "
-        "indexes filename[-1], so a zip entry with an empty name raises IndexError: 'internal error: "
-        "IndexError: string index out of range' (exit 3); expected one error line naming the wheel and the "
-        "empty entry name")),
+    "empty-entry-name": Case(empty_name),
     "declared-size-bomb": Case(declared_bomb),
     "real-compressible-bomb": Case(real_bomb, env={"SHAREWHEEL_MAX_UNPACKED_SIZE": str(REAL_BOMB_LIMIT)}),
     "small-size-limit": Case(small_limit, env={"SHAREWHEEL_MAX_UNPACKED_SIZE": "1000"}),
@@ -432,19 +428,9 @@ HOSTILE_CASES: dict[str, Case] = {
     "bad-deflate-data": Case(_zip_damage("bad-deflate")),
     "declared-size-too-small": Case(_zip_damage("size-lie")),  # inflates past what it declares
     "unknown-compression": Case(_zip_damage("unknown-method")),
-    # found by fuzz/fuzz_wheel.py (crash-4bd685eb...)
-    "entry-name-not-utf8": Case(name_not_utf8, xfail=(
-        "src/sharewheel/wheelfile.py, InputWheel.open: zipfile.ZipFile(path) decodes the names of entries "
-        "flagged UTF-8 (general purpose bit 11) and raises UnicodeDecodeError for invalid bytes; only "
-        "BadZipFile and OSError are caught: 'internal error: UnicodeDecodeError' (exit 3); expected one error "
-        "line naming the wheel (the same catch as for the zip-version case: any exception zipfile.ZipFile() "
-        "raises while reading the directory)")),
+    "entry-name-not-utf8": Case(name_not_utf8),  # found by fuzz/fuzz_wheel.py (crash-4bd685eb...)
     # found by fuzz/fuzz_wheel.py (crash-b9adefc1...): zipfile refuses the whole archive
-    "zip-version-unsupported": Case(_zip_damage("extract-version"), xfail=(
-        "src/sharewheel/wheelfile.py, InputWheel.open: zipfile.ZipFile(path) raises NotImplementedError "
-        "('zip file version 25.5') for a central directory entry whose 'version needed to extract' is above "
-        "6.3; only BadZipFile and OSError are caught, so it is 'internal error: NotImplementedError' (exit 3); "
-        "expected one error line naming the wheel (not a zip file sharewheel can read)")),
+    "zip-version-unsupported": Case(_zip_damage("extract-version")),
     "encrypted-entry": Case(_zip_damage("encrypted")),
     # WHEEL
     "wheel-missing": Case(_dist_file("WHEEL", None, ("no ",))),
@@ -452,10 +438,7 @@ HOSTILE_CASES: dict[str, Case] = {
     "wheel-not-utf8": Case(_dist_file("WHEEL", b"Wheel-Version: 1.0\nTag: \xff\xfe\n", ("UTF-8",))),
     # a tag with four parts (a dash for an underscore); found again by fuzz/fuzz_wheel.py (crash-80d07800...)
     "wheel-bad-tag-line": Case(wheel_file(lambda tag: f"Wheel-Version: 1.0\nTag: {tag}\nTag: cp311-cp311-linux-x86_64\n",
-                                          ("cp311-cp311-linux-x86_64",)), xfail=(
-        "src/sharewheel/wheelfile.py, InputWheel._check_dist_info: packaging's parse_tag() raises InvalidTag "
-        "for a Tag line that does not have exactly three parts, uncaught: 'internal error: InvalidTag' (exit 3); "
-        "expected one error line naming WHEEL and the bad Tag")),
+                                          ("cp311-cp311-linux-x86_64",))),
     "wheel-version-not-a-number": Case(wheel_file(lambda tag: f"Wheel-Version: one point oh\nTag: {tag}\n", ("Wheel-Version",))),
     "wheel-version-2": Case(wheel_file(lambda tag: f"Wheel-Version: 2.0\nTag: {tag}\n", ("Wheel-Version",))),
     # METADATA
@@ -476,6 +459,16 @@ HOSTILE_CASES: dict[str, Case] = {
     "record-size-not-a-number": Case(record_file(
         lambda r, f: r.replace(_row_of(r, f), _row_of(r, f).rsplit(b",", 1)[0] + b",big"), ("size",))),
     "record-lacks-a-file": Case(record_file(lambda r, f: _record_without_row(r, f), ("not mentioned in RECORD",))),
+    # found by fuzz/fuzz_wheel.py (crash-5b96abda...)
+    "record-lists-a-missing-file": Case(record_file(
+        lambda r, f: r.replace(b"\n", b"\n" + _row_of(r, f).replace(b"__init__.py", b"gone.dat") + b"\n", 1),
+        ("gone.dat",)), xfail=(
+        "RECORD with a row for a file the wheel does not have: src/sharewheel/wheelfile.py's checks (installer's "
+        "validate_record) pass it; `show` then hands the wheel to auditwheel's analyze_wheel_abi, which opens "
+        "every RECORD path: 'internal error: FileNotFoundError' (exit 3) from src/sharewheel/adapters/linux.py "
+        "LinuxAdapter._analyze; `repair` (which hands auditwheel a slim wheel with a fresh RECORD) writes a "
+        "wheel without complaint. Expected for both: one error line naming the row (README: 'RECORD is checked "
+        "before anything is done ... rows are well formed')")),
     "record-hash-mismatch-in-data": Case(data_tampered, commands=("repair",), xfail=(
         "a documented trade-off that contradicts issue 5 ('RECORD hashes that do not match (refuse, as pip "
         "would)'): src/sharewheel/repair.py extract_for_repair + wheelfile.py write_wheel(unchanged=...) copy "
@@ -559,6 +552,25 @@ def _elf_binary(make: Callable[[bytes], bytes], words: tuple[str, ...],
     return build
 
 
+def unresolvable_dynamic_strings(data: bytes) -> bytes:
+    """An ELF whose dynamic segment's DT_STRTAB points nowhere and whose section header table is
+    gone (e_shoff, e_shnum, e_shstrndx zeroed): what a reader of the dynamic segment must give up on,
+    while one that walks sections finds nothing to read. (The shape of fuzz crash-c6bc6e55...)"""
+    elf = bytearray(data)
+    assert elf[:4] == b"\x7fELF" and elf[4] == 2 and elf[5] == 1, "a 64-bit little-endian ELF"
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    header = one([phoff + i * phentsize for i in range(phnum)
+                  if struct.unpack_from("<I", elf, phoff + i * phentsize)[0] == 2])  # PT_DYNAMIC
+    offset, = struct.unpack_from("<Q", elf, header + 8)  # p_offset
+    size, = struct.unpack_from("<Q", elf, header + 32)  # p_filesz
+    strtab = one([offset + i for i in range(0, size, 16) if struct.unpack_from("<q", elf, offset + i)[0] == 5])
+    struct.pack_into("<Q", elf, strtab + 8, 0x7FFF_FFFF_0000)  # DT_STRTAB: an address no segment maps
+    struct.pack_into("<Q", elf, 0x28, 0)  # e_shoff
+    struct.pack_into("<HH", elf, 0x3C, 0, 0)  # e_shnum, e_shstrndx
+    return bytes(elf)
+
+
 def other_arch_elf(wheel: Path, where: Path) -> Hostile:
     """The x86_64 wheel retagged (file name and WHEEL) for aarch64: an aarch64 wheel holding an
     x86_64 extension module."""
@@ -581,6 +593,14 @@ ELF_CASES: dict[str, Case] = {
     "elf-truncated": Case(_elf_binary(lambda d: d[:1000], ("malformed ELF",)), names_wheel=False),
     "elf-truncated-header": Case(_elf_binary(lambda d: d[:10], ("malformed ELF",)), names_wheel=False),
     "elf-other-arch": Case(other_arch_elf),
+    # found by fuzz/fuzz_wheel.py (crash-c6bc6e55...)
+    "elf-dynamic-strings-unresolvable": Case(_elf_binary(unresolvable_dynamic_strings, ("malformed ELF",)),
+                                             names_wheel=False, xfail=(
+        "src/sharewheel/adapters/linux.py, LinuxAdapter._analyze catches AuditwheelError and RuntimeError "
+        "from auditwheel's analyze_wheel_abi, but its lddtree reads the dynamic *segment* with pyelftools, "
+        "which raises AssertionError (and ELFError, ValueError... on other damage) for an ELF that "
+        "sharewheel's own section-walking _read_elf accepted: 'internal error: AssertionError' (exit 3); "
+        "expected one 'malformed ELF file' line naming the binary")),
 }
 
 
@@ -685,15 +705,11 @@ def test_provider_manifest_with_a_path_as_unique_name(consumer: Consumer, sandbo
                    names=(hostile.path.name, "../../tmp/evil.so"), inputs=[wheel, hostile.path], env=elf_env)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/sharewheel/registry.py, Registry.discover keeps only the newest release of each distribution "
-    "found in --provider paths: with acme-native 3.1.4 and 4.0.0 in one wheelhouse, a consumer built against "
-    "series 3 is refused with '... needs libacme-sw....so, which no provider offers and which was not found' "
-    "although 3.1.4, in that very directory, offers it (README: 'of several releases of one provider the "
-    "newest is used'); one shared wheelhouse then breaks every consumer of an older series, and the message "
-    "is wrong; expected: for each needed name, the newest release that offers it"))
 def test_wheelhouse_holding_two_series_of_a_provider(consumer: Consumer, packed: Callable[..., Path],
                                                       tmp_path: Path, elf_env: dict[str, str]) -> None:
+    """acme-native 3.1.4 and 4.0.0 in one wheelhouse: a consumer built against series 3 links to
+    3.1.4 (each name maps to the newest release offering it; once, only the newest release of a
+    distribution counted, and the consumer was refused with 'no provider offers' it)."""
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
     for version in ("3.1.4", "4.0.0"):
