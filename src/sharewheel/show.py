@@ -17,7 +17,7 @@ from sharewheel.repair import (
     plan_links,
     read_manifest,
 )
-from sharewheel.wheelfile import InputWheel
+from sharewheel.wheelfile import InputWheel, write_wheel
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,12 @@ def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
         registry = Registry.discover(providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
         extract_for_repair(wheel, tree)
+        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         binaries = adapter.binaries(tree)
         plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous)
         job = RepairJob(
-            wheel=wheel_path, tree=tree, distribution=wheel.name.distribution,
+            wheel=slim, tree=tree, distribution=wheel.name.distribution,
             platforms=tuple(wheel.platforms), relink=plan.relink, fallback_dirs=plan.fallback_dirs,
             exclude=plan.exclude,
         )

@@ -245,6 +245,9 @@ class InputWheel:
         self._record = {
             name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._record_rows().items()
         }
+        missing = sorted(set(self._record) - set(self.zip.namelist()))
+        if missing:
+            raise SharewheelError(f"{self.path}: RECORD lists {missing[0]}, which is not in the wheel")
         for info in self.zip.infolist():
             entry = self._record.get(info.filename)
             if entry is not None and entry.size is not None and entry.size != info.file_size:

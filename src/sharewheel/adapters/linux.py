@@ -100,7 +100,11 @@ def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...
                         elif tag.entry.d_tag == "DT_SONAME":
                             soname = tag.soname  # type: ignore[attr-defined]
             is_extension = elf_is_python_extension(path, elf)[0]
-        except (ELFError, ValueError, KeyError, AssertionError, OSError) as e:
+            for segment in elf.iter_segments():  # what auditwheel's lddtree reads: check it parses
+                if segment["p_type"] == "PT_DYNAMIC":
+                    for tag in segment.iter_tags():  # type: ignore[attr-defined]
+                        getattr(tag, "needed", None)
+        except (ELFError, ValueError, KeyError, AssertionError, IndexError, OSError) as e:
             raise SharewheelError(f"{path.name}: malformed ELF file ({e})") from None
     return tuple(needed), soname, is_extension
 
@@ -172,6 +176,8 @@ class LinuxAdapter:
             raise SharewheelError(f"{job.wheel.name}: {e.message.splitlines()[0]}") from None
         except RuntimeError as e:  # shared libraries in purelib
             raise SharewheelError(f"{job.wheel.name}: {' '.join(str(e).split())}") from None
+        except (ValueError, KeyError, IndexError, AssertionError, OSError) as e:  # pyelftools on damaged ELF
+            raise SharewheelError(f"{job.wheel.name}: an ELF file auditwheel cannot read ({type(e).__name__}: {e})") from None
         finally:
             get_wheel_elfdata.cache_clear()  # keyed by path: a later wheel may reuse a temp path
 
