@@ -462,13 +462,7 @@ HOSTILE_CASES: dict[str, Case] = {
     # found by fuzz/fuzz_wheel.py (crash-5b96abda...)
     "record-lists-a-missing-file": Case(record_file(
         lambda r, f: r.replace(b"\n", b"\n" + _row_of(r, f).replace(b"__init__.py", b"gone.dat") + b"\n", 1),
-        ("gone.dat",)), xfail=(
-        "RECORD with a row for a file the wheel does not have: src/sharewheel/wheelfile.py's checks (installer's "
-        "validate_record) pass it; `show` then hands the wheel to auditwheel's analyze_wheel_abi, which opens "
-        "every RECORD path: 'internal error: FileNotFoundError' (exit 3) from src/sharewheel/adapters/linux.py "
-        "LinuxAdapter._analyze; `repair` (which hands auditwheel a slim wheel with a fresh RECORD) writes a "
-        "wheel without complaint. Expected for both: one error line naming the row (README: 'RECORD is checked "
-        "before anything is done ... rows are well formed')")),
+        ("gone.dat",))),
     "record-hash-mismatch-in-data": Case(data_tampered, commands=("repair",), xfail=(
         "a documented trade-off that contradicts issue 5 ('RECORD hashes that do not match (refuse, as pip "
         "would)'): src/sharewheel/repair.py extract_for_repair + wheelfile.py write_wheel(unchanged=...) copy "
@@ -595,12 +589,7 @@ ELF_CASES: dict[str, Case] = {
     "elf-other-arch": Case(other_arch_elf),
     # found by fuzz/fuzz_wheel.py (crash-c6bc6e55...)
     "elf-dynamic-strings-unresolvable": Case(_elf_binary(unresolvable_dynamic_strings, ("malformed ELF",)),
-                                             names_wheel=False, xfail=(
-        "src/sharewheel/adapters/linux.py, LinuxAdapter._analyze catches AuditwheelError and RuntimeError "
-        "from auditwheel's analyze_wheel_abi, but its lddtree reads the dynamic *segment* with pyelftools, "
-        "which raises AssertionError (and ELFError, ValueError... on other damage) for an ELF that "
-        "sharewheel's own section-walking _read_elf accepted: 'internal error: AssertionError' (exit 3); "
-        "expected one 'malformed ELF file' line naming the binary")),
+                                             names_wheel=False),  # was 'internal error: AssertionError'
 }
 
 
