@@ -463,14 +463,7 @@ HOSTILE_CASES: dict[str, Case] = {
     "record-lists-a-missing-file": Case(record_file(
         lambda r, f: r.replace(b"\n", b"\n" + _row_of(r, f).replace(b"__init__.py", b"gone.dat") + b"\n", 1),
         ("gone.dat",))),
-    "record-hash-mismatch-in-data": Case(data_tampered, commands=("repair",), xfail=(
-        "a documented trade-off that contradicts issue 5 ('RECORD hashes that do not match (refuse, as pip "
-        "would)'): src/sharewheel/repair.py extract_for_repair + wheelfile.py write_wheel(unchanged=...) copy "
-        "entries that are neither binaries, .py files nor dist-info still compressed and never hash them "
-        "(README, 'Speed, memory and what is verified'), so a data file that does not match its RECORD row is "
-        "repaired without complaint and the output is a wheel pip refuses at install; expected a refusal "
-        "naming the entry (hashing means inflating, not deflating: it would not undo the raw copy's gain), or "
-        "the issue's requirement changed")),
+    "record-hash-mismatch-in-data": Case(data_tampered, commands=("repair",)),
     # package contents
     "init-not-utf8": Case(init_not_utf8, commands=("repair",)),
     "consumer-manifest-not-json": Case(consumer_manifest_broken),

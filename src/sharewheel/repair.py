@@ -88,6 +88,7 @@ def repair_wheel(
         registry = Registry.discover(options.providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()
         unchanged = extract_for_repair(wheel, tree)
+        unchanged.start_check()
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         # the OS tools read a wheel file: give them one with just what they look at
         slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)

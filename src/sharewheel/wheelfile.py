@@ -11,6 +11,7 @@ canonically (dist-info last, RECORD last), stamps every entry with one time
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import csv
 import email.parser
 import hashlib
@@ -419,6 +420,8 @@ def write_wheel(
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp_name, 0o644)
+        if unchanged is not None:
+            unchanged.wait_check()  # nothing is committed from an input whose RECORD lies
         os.replace(tmp_name, out_path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -449,11 +452,45 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class Unchanged:
-    """Entries of an input wheel to copy as they are (compressed), with their RECORD rows."""
+    """Entries of an input wheel to copy as they are (compressed), with their RECORD rows.
+
+    Their content hashes are checked on a thread of their own, with its own file handle, while
+    the repair runs and the output is written; the output is committed only if they match.
+    """
 
     zip: zipfile.ZipFile
     entries: dict[str, zipfile.ZipInfo]
     record: dict[str, tuple[str, str]]
+    _check: concurrent.futures.Future[None] | None = None
+
+    def start_check(self) -> None:
+        if self.entries and self._check is None:
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sharewheel-record")
+            self._check = pool.submit(self._verify)
+            pool.shutdown(wait=False)
+
+    def wait_check(self) -> None:
+        """Raise the mismatch the check found, if any."""
+        if self._check is not None:
+            self._check.result()
+
+    def _verify(self) -> None:
+        where = str(self.zip.filename)
+        with zipfile.ZipFile(where) as zf:
+            for name, info in self.entries.items():
+                row = self.record.get(name)
+                if not row or not row[0]:
+                    continue
+                algorithm, _, expected = row[0].partition("=")
+                digest = hashlib.new(algorithm)
+                try:
+                    with zf.open(info) as src:
+                        while chunk := src.read(_CHUNK):
+                            digest.update(chunk)
+                except _ZIP_ERRORS as e:
+                    raise SharewheelError(f"{where}: entry {name} is corrupt ({e})") from None
+                if base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() != expected:
+                    raise SharewheelError(f"{where}: RECORD does not match the wheel: the hash of {name} differs")
 
 
 def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile,
