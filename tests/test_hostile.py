@@ -981,3 +981,17 @@ def test_next_run_removes_the_stale_temporary_file(killed_while_writing: Killed,
     sharewheel("repair", consumer.input, "-w", out, "--provider", consumer.provider,
                env={"LD_LIBRARY_PATH": str(consumer.extra_lib_dir)})
     assert sorted(os.listdir(out)) == [consumer.output.name]
+
+
+def test_next_run_removes_the_killed_runs_work_directory(killed_after_1s: Killed, consumer: Consumer,
+                                                         tmp_path: Path) -> None:
+    """A killed run's unpacked trees stay in TMPDIR, named `sharewheel-<random>.sharewheel-tmp-<pid>`;
+    the next run removes those of pids no longer alive."""
+    killed = killed_after_1s
+    tmpdir = killed.out.parent / "TMPDIR"
+    left = sorted(os.listdir(tmpdir))
+    assert left, "killed after 1 s, yet no work directory: the test did not test"
+    assert all(re.fullmatch(rf"sharewheel-.*\.sharewheel-tmp-{killed.pid}", name) for name in left), left
+    sharewheel("repair", consumer.input, "-w", tmp_path / "wheelhouse", "--provider", consumer.provider,
+               env={"TMPDIR": str(tmpdir), "LD_LIBRARY_PATH": str(consumer.extra_lib_dir)})
+    assert os.listdir(tmpdir) == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import posixpath
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from sharewheel.naming import link_name, unique_name
 from sharewheel.platforms import keys_of
 from sharewheel.registry import ENTRY_POINT_GROUP, Provider, Registry
 from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
-from sharewheel.wheelfile import WheelName, write_wheel
+from sharewheel.wheelfile import WheelName, work_dir, write_wheel
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def pack(options: PackOptions) -> RepairReport:
     registry = Registry.discover(options.providers, keys_of([platform]))
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
 
-    with tempfile.TemporaryDirectory(prefix="sharewheel-pack-") as tmp:
+    with work_dir() as tmp:
         tree = Path(tmp, "tree")
         package_dir = tree / package
         lib_dir = package_dir / "lib"

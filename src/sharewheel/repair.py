@@ -31,7 +31,7 @@ from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
 from sharewheel.metadata import add_requirements
 from sharewheel.platforms import keys_of
 from sharewheel.registry import Registry
-from sharewheel.wheelfile import InputWheel, Unchanged, write_wheel
+from sharewheel.wheelfile import InputWheel, Unchanged, work_dir, write_wheel
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def repair_wheel(
     """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their inputs."""
     out_dir = _writable_dir(out_dir)
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
-            tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+            work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(options.providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()

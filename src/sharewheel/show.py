@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sharewheel.repair import (
     plan_links,
     read_manifest,
 )
-from sharewheel.wheelfile import InputWheel, write_wheel
+from sharewheel.wheelfile import InputWheel, work_dir, write_wheel
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ShowReport:
 
 def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
-            tempfile.TemporaryDirectory(prefix="sharewheel-") as tmp:
+            work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         registry = Registry.discover(providers, keys_of(wheel.platforms))
         tree = Path(tmp, "tree").resolve()

@@ -17,6 +17,7 @@ import email.parser
 import hashlib
 import io
 import os
+import shutil
 import stat
 import struct
 import tempfile
@@ -432,12 +433,27 @@ def write_wheel(
 _TMP_MARK = ".sharewheel-tmp-"
 
 
-def _remove_stale_temporaries(directory: Path) -> None:
-    """Temporary outputs of runs that were killed (their pid is gone) are removed."""
-    for path in directory.glob(f".*{_TMP_MARK}*"):
+def _remove_stale_temporaries(directory: Path, pattern: str = f".*{_TMP_MARK}*") -> None:
+    """Temporary files and directories of runs that were killed (their pid is gone) are removed."""
+    for path in directory.glob(pattern):
         pid = path.name.rsplit(_TMP_MARK, 1)[1]
         if pid.isdigit() and not _alive(int(pid)):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@contextmanager
+def work_dir() -> Iterator[Path]:
+    """A temporary directory named with this process's pid; those of killed runs go first."""
+    _remove_stale_temporaries(Path(tempfile.gettempdir()), f"sharewheel-*{_TMP_MARK}*")
+    with tempfile.TemporaryDirectory(prefix="sharewheel-", suffix=f"{_TMP_MARK}{os.getpid()}") as tmp:
+        outer, tempfile.tempdir = tempfile.tempdir, tmp  # the OS tools' own temporaries go in here too
+        try:
+            yield Path(tmp)
+        finally:
+            tempfile.tempdir = outer
 
 
 def _alive(pid: int) -> bool:
