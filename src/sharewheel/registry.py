@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import posixpath
+import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,12 +37,13 @@ class Provider:
     origin: str  # a wheel path or an installed location, for messages
     source: Path  # the wheel file, or the sys.path entry it is installed in
 
-    def read_library(self, library: ProvidedLibrary) -> bytes:
-        """The provided file's bytes (some OS tools must see it to leave it alone)."""
+    def copy_library(self, library: ProvidedLibrary, dest: Path) -> None:
+        """Stream the provided file to `dest` (some OS tools must see it to leave it alone)."""
         if self.source.is_file():
-            with zipfile.ZipFile(self.source) as zf:
-                return zf.read(library.path)
-        return (self.source / library.path).read_bytes()
+            with zipfile.ZipFile(self.source) as zf, zf.open(library.path) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            shutil.copyfile(self.source / library.path, dest)
 
     @property
     def distribution(self) -> str:

@@ -56,7 +56,7 @@ class Plan:
     requirements: tuple[Requirement, ...]
     runtime: tuple[loader_template.Requirement, ...]
     exclude: frozenset[str]
-    provided: dict[str, Callable[[], bytes]]  # unique name → the provider's file, for OS tools that must see it
+    provided: dict[str, Callable[[Path], None]]  # unique name → writes the provider's file to a path
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def plan_links(
     links: list[Link] = []
     files: dict[str, set[str]] = {}
     providers = {}
-    provided: dict[str, Callable[[], bytes]] = {}
+    provided: dict[str, Callable[[Path], None]] = {}
     for binary, info in sorted(binaries.items()):
         for name in info.needed:
             match = registry.lookup(name)
@@ -210,7 +210,7 @@ def plan_links(
             providers[key] = provider
             files.setdefault(key, set()).add(library.unique_name)
             relink.setdefault(binary, {})[name] = library.unique_name
-            provided[library.unique_name] = functools.partial(provider.read_library, library)
+            provided[library.unique_name] = functools.partial(provider.copy_library, library)
             fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
             original = earlier.get((binary, name), name)
             links.append(
@@ -326,7 +326,11 @@ def _set_wheel_tags(wheel_file: Path, tag_lines: list[str]) -> None:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _writable_dir(out_dir: Path) -> Path:

@@ -128,7 +128,8 @@ class InputWheel:
         self.name = name
         self.zip = zf
         self.dist_info = dist_info
-        self._record: dict[str, Any] = {}  # name → installer's RecordEntry, once RECORD is checked
+        self._rows: dict[str, tuple[str, str]] = {}  # RECORD as read: name → (hash, size)
+        self._record: dict[str, Any] = {}  # the same as installer's RecordEntry, once RECORD is checked
 
     @classmethod
     @contextmanager
@@ -244,9 +245,8 @@ class InputWheel:
             issues = getattr(e, "issues", None) or [str(e)]
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
             raise SharewheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
-        self._record = {
-            name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._record_rows().items()
-        }
+        self._rows = self._record_rows()
+        self._record = {name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._rows.items()}
         missing = sorted(set(self._record) - set(self.zip.namelist()))
         if missing:
             raise SharewheelError(f"{self.path}: RECORD lists {missing[0]}, which is not in the wheel")
@@ -325,7 +325,7 @@ class InputWheel:
             self._verified(info.filename, digest)
             mode = (info.external_attr >> 16) & 0o777
             target.chmod(0o755 if mode & 0o111 else 0o644)
-        return Unchanged(self.zip, left, self._record_rows() if left else {})
+        return Unchanged(self.zip, left, (self._rows or self._record_rows()) if left else {})
 
     def _record_rows(self) -> dict[str, tuple[str, str]]:
         from installer.records import parse_record_file

@@ -46,7 +46,7 @@ class RepairJob:
     plat: str = "auto"  # requested platform tag, or auto
     lib_sdir: str | None = None  # where vendored libraries go; None: the OS tool's default
     library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor (pack: PREFIX/lib)
-    provided: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # unique name → its bytes
+    provided: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # unique name → writes its file
     require_archs: str | tuple[str, ...] | None = None  # macOS: delocate's --require-archs
 
 

@@ -96,8 +96,8 @@ def _materialize_provided(job: RepairJob) -> Path:
     """The provided libraries as files, where delocate can resolve (and then skip) them."""
     providers = job.tree.parent / "provided"
     providers.mkdir(exist_ok=True)
-    for unique, read in job.provided.items():
-        (providers / unique).write_bytes(read())
+    for unique, copy in job.provided.items():
+        copy(providers / unique)
     return providers
 
 
