@@ -348,3 +348,36 @@ def consumer(tmp_path_factory: pytest.TempPathFactory, build_env: BuildEnv, pack
     output = repair(wheel, base / "wheelhouse", "--provider", provider,
                     env={"LD_LIBRARY_PATH": str(extra_lib_dir)})
     return Consumer(provider, wheel, output, extra_lib_dir)
+
+
+# Real wheels from PyPI, pinned, downloaded once per run (and kept across runs when
+# SHAREWHEEL_TEST_PYPI_CACHE names a directory). pip does the download, so the machine's
+# index configuration applies.
+PYPI_WHEELS = {
+    # (distribution, version, pip --platform): kept small; each is named in the test using it
+    "scipy-openblas64-linux": ("scipy-openblas64", "0.3.31.188.0", "manylinux2014_x86_64"),
+    "scipy-openblas64-macos-arm64": ("scipy-openblas64", "0.3.31.188.0", "macosx_14_0_arm64"),
+    "scipy-openblas64-windows": ("scipy-openblas64", "0.3.31.188.0", "win_amd64"),
+    "robotpy-native-wpiutil-linux": ("robotpy-native-wpiutil", "2026.2.2", "manylinux_2_35_x86_64"),
+    "nvidia-cuda-runtime-cu12-linux": ("nvidia-cuda-runtime-cu12", "12.9.79", "manylinux2014_x86_64"),
+    "numpy-linux": ("numpy", "2.2.6", "manylinux2014_x86_64"),
+}
+
+
+@pytest.fixture(scope="session")
+def pypi_wheel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`pypi_wheel(key)`: the path of a PYPI_WHEELS wheel, downloaded with pip on first use."""
+    cache = Path(os.environ.get("SHAREWHEEL_TEST_PYPI_CACHE") or tmp_path_factory.mktemp("pypi"))
+
+    def get(key: str) -> Path:
+        distribution, version, platform = PYPI_WHEELS[key]
+        where = cache / key
+        found = sorted(where.glob("*.whl")) if where.is_dir() else []
+        if not found:
+            run([sys.executable, "-m", "pip", "download", *PIP_QUIET, "--no-deps", "--only-binary=:all:",
+                 "--platform", platform, "--python-version", "3.11", "--implementation", "cp",
+                 "-d", where, f"{distribution}=={version}"])
+            found = sorted(where.glob("*.whl"))
+        return one(found)
+
+    return get

@@ -21,13 +21,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _provider_option(function: F) -> F:
+    function = click.option(
+        "--plugin",
+        "plugins",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="A plugin file (TOML) describing third-party provider wheels (repeatable); "
+        "it takes precedence over installed and shipped plugins.",
+    )(function)
     return click.option(
         "--provider",
         "providers",
         multiple=True,
-        type=click.Path(path_type=Path),
-        help="A native-lib wheel, or a directory of them, to link to (repeatable). "
-        "Installed providers are used too; these take precedence.",
+        help="A native-lib wheel, a directory of them, or the name of an installed provider "
+        "distribution, to link to (repeatable). Installed sharewheel providers are used too; "
+        "these take precedence. Third-party wheels a plugin describes are used only when given here.",
     )(function)
 
 
@@ -87,14 +95,14 @@ def main(verbose: int) -> None:
 @_provider_option
 @click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
 def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str, requires: tuple[str, ...],
-         plat: str, summary: str, providers: tuple[Path, ...], wheel_dir: Path) -> None:
+         plat: str, summary: str, providers: tuple[str, ...], plugins: tuple[Path, ...], wheel_dir: Path) -> None:
     """Pack the C/C++ library installed in PREFIX into a native-lib wheel."""
     from sharewheel.pack import PackOptions
     from sharewheel.pack import pack as run_pack
 
     if not prefix.is_dir():
         raise SharewheelError(f"{prefix}: no such directory")
-    report = run_pack(PackOptions(prefix, name, version, wheel_dir, libs, abi, requires, providers, plat, summary))
+    report = run_pack(PackOptions(prefix, name, version, wheel_dir, libs, abi, requires, providers, plat, summary, plugins))
     click.echo(report.summary())
 
 
@@ -106,13 +114,13 @@ def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
 @click.option("--plat", default="auto", show_default=True, help="Platform tag to repair to (default: the best auditwheel allows).")
 @click.option("-L", "--lib-sdir", default=None, help="Where vendored libraries go, as in auditwheel (default .libs) and delocate (default .dylibs).")
 @click.option("--require-archs", default=None, metavar="ARCHS", help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's {delocate_archs}).")
-def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[Path, ...], exclude: tuple[str, ...],
-           plat: str, lib_sdir: str | None, require_archs: str | None) -> None:
+def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...], plugins: tuple[Path, ...],
+           exclude: tuple[str, ...], plat: str, lib_sdir: str | None, require_archs: str | None) -> None:
     """Link WHEELS to provider wheels instead of vendoring what those provide."""
     from sharewheel.repair import RepairOptions, repair_wheel
 
     archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
-    options = RepairOptions(providers=providers, exclude=exclude, plat=plat, lib_sdir=lib_sdir, require_archs=archs)
+    options = RepairOptions(providers=providers, plugins=plugins, exclude=exclude, plat=plat, lib_sdir=lib_sdir, require_archs=archs)
     written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
     for path in _expand(wheels):
         report = repair_wheel(path, wheel_dir, options, taken=written)
@@ -124,11 +132,11 @@ def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[Path, ...]
 @click.argument("wheel", type=click.Path(path_type=Path))
 @_provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def show(wheel: Path, providers: tuple[Path, ...], as_json: bool) -> None:
+def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], as_json: bool) -> None:
     """Show, for each binary in WHEEL, how each needed library is satisfied."""
     from sharewheel.show import show_wheel
 
-    report = show_wheel(wheel, providers)
+    report = show_wheel(wheel, providers, plugins)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
 
 

@@ -28,7 +28,8 @@ class Requirement:
     package: str  # import package of the provider
     distribution: str
     requirement: str  # the Requires-Dist, shown in the pip command of the error
-    files: tuple[str, ...]  # unique library files the wheel was linked to
+    files: tuple[str, ...]  # unique library files the wheel was linked to; preload: their paths
+    how: str = "provider"  # provider: its load(); import: importing `package` loads them; preload
 
 
 _REQUIRE = '''
@@ -84,19 +85,73 @@ def _require(package, distribution, requirement, files, needed_by):
     other = "" if found is None else (
         f"; the {distribution} found in {os.path.dirname(found)} ships another ABI series"
     )
-    raise ImportError(
+    raise _missing(distribution, requirement, needed_by, package, other)
+
+
+def _missing(distribution, requirement, needed_by, name, detail=""):
+    return ImportError(
         f"{needed_by} needs the native library provider {distribution} ({requirement}), "
-        f"which is not installed{other}. Fix it with: pip install '{requirement}'",
-        name=package,
+        f"which is not installed{detail}. Fix it with: pip install '{requirement}'",
+        name=name,
     )
+
+
+def _import_provider(module, distribution, requirement, needed_by):
+    """A third-party provider whose own module loads its libraries when imported."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise
+    raise _missing(distribution, requirement, needed_by, module)
+
+
+_preloaded = sys.__dict__.setdefault("_sharewheel_preloaded", {})
+
+
+def _preload(distribution, requirement, paths, needed_by):
+    """Load a third-party provider's files by full path, dependencies first, from the first
+    absolute sys.path entry that has them all (a loaded library satisfies later lookups of its name)."""
+    key = (distribution,) + tuple(paths)
+    with _fallback_lock:
+        if key in _preloaded:
+            return
+        for entry in sys.path:
+            if not entry or not os.path.isabs(entry):
+                continue  # never load native code from the current directory
+            files = [os.path.join(entry, *path.split("/")) for path in paths]
+            if not all(os.path.isfile(f) for f in files):
+                continue
+            handles = []
+            for path in files:
+                try:
+                    if sys.platform == "win32":
+                        import ctypes
+
+                        handles.append(os.add_dll_directory(os.path.dirname(path)))
+                        handles.append(ctypes.CDLL(path))
+                    else:
+                        from _ctypes import dlopen
+
+                        handles.append(dlopen(path, os.RTLD_NOW | os.RTLD_LOCAL))
+                except OSError as e:
+                    raise ImportError(f"{distribution}: cannot load {path}: {e}", path=path) from e
+            _preloaded[key] = handles
+            return
+    raise _missing(distribution, requirement, needed_by, None)
 '''
 
 
 def _require_calls(requirements: Sequence[Requirement], needed_by: str, indent: str) -> str:
-    lines = [
-        f"{indent}_require({r.package!r}, {r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
-        for r in requirements
-    ]
+    lines = []
+    for r in requirements:
+        if r.how == "import":
+            call = f"_import_provider({r.package!r}, {r.distribution!r}, {r.requirement!r}, {needed_by!r})"
+        elif r.how == "preload":
+            call = f"_preload({r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
+        else:
+            call = f"_require({r.package!r}, {r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
+        lines.append(indent + call)
     return "\n".join(lines) or f"{indent}pass"
 
 

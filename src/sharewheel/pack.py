@@ -37,9 +37,10 @@ class PackOptions:
     libs: tuple[str, ...] = ()
     abi: str = "major"
     requires: tuple[str, ...] = ()
-    providers: tuple[Path, ...] = ()
+    providers: tuple[Path | str, ...] = ()
     plat: str = "auto"
     summary: str = ""
+    plugins: tuple[Path, ...] = ()
 
 
 def pack(options: PackOptions) -> RepairReport:
@@ -56,7 +57,7 @@ def pack(options: PackOptions) -> RepairReport:
     adapter = _prefix_adapter(prefix)
     libraries = _load_order(_select(adapter.prefix_libraries(prefix), options.libs, prefix))
     platform = adapter.platform_tag(libraries[0].path)
-    registry = Registry.discover(options.providers, keys_of([platform]))
+    registry = Registry.discover(options.providers, keys_of([platform]), plugin_files=options.plugins)
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
 
     with work_dir() as tmp:
@@ -74,13 +75,7 @@ def pack(options: PackOptions) -> RepairReport:
             shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
         requires = _required_providers(libraries, registry, options.requires, distribution)
         _write_pkgconfig(prefix, lib_dir / "pkgconfig", libraries, unique, requires, distribution, package, str(version))
-        runtime = [
-            loader_template.Requirement(
-                p.provides.package, p.distribution, str(p.requirement()),
-                tuple(sorted(lib.unique_name for lib in p.provides.libraries)),
-            )
-            for p in requires
-        ]
+        runtime = [p.runtime(lib.unique_name for lib in p.provides.libraries) for p in requires]
         (package_dir / "__init__.py").write_text(
             loader_template.provider_init(
                 distribution=distribution,
@@ -115,6 +110,7 @@ def pack(options: PackOptions) -> RepairReport:
             options.out_dir,
             RepairOptions(
                 providers=options.providers,
+                plugins=options.plugins,
                 plat=options.plat,
                 install_hook=False,
                 declared_requires=tuple(p.distribution for p in requires),

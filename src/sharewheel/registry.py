@@ -2,33 +2,42 @@
 
 Sources, highest precedence first: ``--provider`` wheel files or directories of them (the
 provider may not be installed where repair runs: cibuildwheel builds and repairs in different
-environments), then installed distributions that carry the manifest and a
-``sharewheel.providers`` entry point. Only providers built for the consumer's OS and
-architecture are considered. Two distributions offering one library name is an error that
-names both: silently picking one would link consumers to an arbitrary library.
+environments) or names of installed distributions, then installed distributions that carry
+the manifest and a ``sharewheel.providers`` entry point. A wheel without a manifest is a
+provider if a plugin (sharewheel.plugin) describes it; such third-party providers are used
+only when named with ``--provider``, since they never opted in to being linked to. Only
+providers built for the consumer's OS and architecture are considered. Two distributions
+offering one library name is an error that names both: silently picking one would link
+consumers to an arbitrary library.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import posixpath
+import re
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from sharewheel import loader_template
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.platforms import PlatformKey, keys_of
+from sharewheel.plugin import Plugin, load_plugins, plugin_for
 from sharewheel.wheelfile import InputWheel
 
 ENTRY_POINT_GROUP = "sharewheel.providers"
+log = logging.getLogger("registry")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,11 @@ class Provider:
     provides: Provides
     origin: str  # a wheel path or an installed location, for messages
     source: Path  # the wheel file, or the sys.path entry it is installed in
+    plugin: Plugin | None = None  # set for third-party providers a plugin describes
+    load: str = "provider"  # provider: its load(); import: importing `module` loads it; preload
+    module: str | None = None
+    needs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # unique → provided it needs
+    _files: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
 
     def copy_library(self, library: ProvidedLibrary, dest: Path) -> None:
         """Stream the provided file to `dest` (some OS tools must see it to leave it alone)."""
@@ -44,6 +58,40 @@ class Provider:
                 shutil.copyfileobj(src, out, 1 << 20)
         else:
             shutil.copyfile(self.source / library.path, dest)
+
+    def file(self, library: ProvidedLibrary) -> Path:
+        """The provided file on disk (installed, or unpacked once from the wheel), to read it."""
+        if not self.source.is_file():
+            return self.source / library.path
+        if library.path not in self._files:
+            where = Path(tempfile.mkdtemp(prefix="provided-")) / posixpath.basename(library.path)
+            self.copy_library(library, where)
+            self._files[library.path] = where
+        return self._files[library.path]
+
+    def runtime(self, files: Iterable[str]) -> loader_template.Requirement:
+        """How the consumer hook loads this provider, for a consumer linked to `files` (unique names)."""
+        linked = sorted(set(files))
+        requirement = str(self.requirement())
+        if self.load == "provider":
+            return loader_template.Requirement(self.provides.package, self.distribution, requirement, tuple(linked))
+        if self.load == "import":
+            assert self.module is not None
+            return loader_template.Requirement(self.module, self.distribution, requirement, tuple(linked), "import")
+        order: list[str] = []  # preload: the linked files and what they need, dependencies first
+
+        def visit(unique: str) -> None:
+            if unique not in order:
+                for dependency in self.needs.get(unique, ()):
+                    visit(dependency)
+                order.append(unique)
+
+        for unique in linked:
+            visit(unique)
+        paths = {lib.unique_name: lib.path for lib in self.provides.libraries}
+        return loader_template.Requirement(
+            self.provides.package, self.distribution, requirement, tuple(paths[u] for u in order), "preload"
+        )
 
     @property
     def distribution(self) -> str:
@@ -104,13 +152,16 @@ class Registry:
     @classmethod
     def discover(
         cls,
-        provider_paths: Sequence[Path],
+        provider_paths: Sequence[Path | str],
         platform: set[PlatformKey],
         *,
         include_installed: bool = True,
+        plugin_files: Sequence[Path] = (),
     ) -> Registry:
-        """Providers for `platform` from `provider_paths`, then from the installed environment."""
-        given = [p for p in _from_paths(provider_paths) if platform <= p.platform_keys]  # universal2 serves arm64
+        """Providers for `platform` from `provider_paths` (wheels, directories, installed
+        distribution names), then from the installed environment."""
+        plugins = load_plugins(plugin_files)
+        given = [p for p in _from_paths(provider_paths, plugins) if platform <= p.platform_keys]
         names = {canonicalize_name(p.distribution) for p in given}
         installed = [
             p for p in (_installed() if include_installed else ())
@@ -134,12 +185,26 @@ def _key(name: str) -> str:
     return base.lower() if base.lower().endswith((".dll", ".pyd")) else base
 
 
-def read_provider_wheel(path: Path) -> Provider | None:
+def read_provider_wheel(path: Path, plugins: Sequence[Plugin] = ()) -> Provider | None:
     """The provider a wheel file carries, or None for a wheel that provides nothing."""
-    with InputWheel.open(path) as wheel:
+    with InputWheel.open(path, check_record=False) as wheel:
         member = f"{wheel.dist_info}/{MANIFEST_NAME}"
         if member not in wheel.zip.namelist():
-            return None
+            plugin = plugin_for(wheel.name.distribution, plugins)
+            if plugin is None:
+                return None
+            try:
+                wheel.check_record()
+            except SharewheelError as e:
+                # a third-party wheel's own defect, which pip installs regardless (seen on PyPI:
+                # scipy-openblas64 0.3.31.188.0 lists a stale size and hash for its libgfortran)
+                log.warning("%s; using it as a provider all the same", e)
+            pc_files = {n: wheel.read_text(n) for n in wheel.zip.namelist() if n.endswith(".pc")}
+            return _plugin_provider(
+                plugin, wheel.project_name, wheel.name.version, wheel.platforms, wheel.zip.namelist(),
+                pc_files, str(path), path,
+            )
+        wheel.check_record()
         manifest = Manifest.loads(wheel.read_text(member), str(path))
         if manifest.provides is None:
             return None
@@ -150,19 +215,140 @@ def read_provider_wheel(path: Path) -> Provider | None:
         return _checked(Provider(manifest.provides, str(path), path))
 
 
-def _from_paths(paths: Sequence[Path]) -> Iterable[Provider]:
-    for path in paths:
+_DISTRIBUTION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+def _from_paths(paths: Sequence[Path | str], plugins: Sequence[Plugin]) -> Iterable[Provider]:
+    for given in paths:
+        path = Path(given)
         if path.is_dir():
             for wheel in sorted(path.glob("*.whl")):
-                if (provider := read_provider_wheel(wheel)) is not None:
+                if (provider := read_provider_wheel(wheel, plugins)) is not None:
                     yield provider
         elif path.is_file():
-            provider = read_provider_wheel(path)
+            provider = read_provider_wheel(path, plugins)
             if provider is None:
-                raise SharewheelError(f"{path}: not a native-lib wheel (its dist-info has no {MANIFEST_NAME} that provides a library)")
+                raise SharewheelError(
+                    f"{path}: not a native-lib wheel (its dist-info has no {MANIFEST_NAME} that provides a "
+                    "library, and no plugin describes it)"
+                )
             yield provider
+        elif _DISTRIBUTION_NAME.match(str(given)) and "/" not in str(given):
+            yield _installed_by_name(str(given), plugins)
         else:
-            raise SharewheelError(f"--provider {path}: no such file or directory")
+            raise SharewheelError(f"--provider {given}: no such file or directory")
+
+
+def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str] | None = None) -> Provider:
+    """The provider an installed distribution is, packed or described by a plugin."""
+    found = list(importlib.metadata.distributions(name=name, path=list(path)) if path is not None
+                 else importlib.metadata.distributions(name=name))
+    if not found:
+        raise SharewheelError(
+            f"--provider {name}: no such file, directory or installed distribution "
+            "(install it, or give its wheel or a directory of wheels)"
+        )
+    provider = installed_provider(found[0], plugins)
+    if provider is None:
+        raise SharewheelError(
+            f"--provider {name}: the installed {found[0].metadata['Name']} is not a native-lib provider "
+            f"(no {MANIFEST_NAME}, and no plugin describes it)"
+        )
+    return provider
+
+
+def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[Plugin]) -> Provider | None:
+    """An installed distribution as a provider: by its manifest, else by a plugin; None if neither."""
+    where = str(dist.locate_file(""))
+    name = dist.metadata["Name"]
+    text = dist.read_text(MANIFEST_NAME)
+    if text is not None:
+        manifest = Manifest.loads(text, f"installed {name} in {where}")
+        if manifest.provides is not None:
+            return _checked(Provider(manifest.provides, f"installed {name} in {where}", Path(where)))
+    plugin = plugin_for(name, plugins)
+    if plugin is None:
+        return None
+    wheel_file = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines() if line.startswith("Tag:")]
+    platforms = sorted({p for tag in tags for p in tag.rsplit("-", 1)[-1].split(".")})
+    files = [f.as_posix() for f in dist.files or ()]
+    pc_files = {}
+    for member in files:
+        if member.endswith(".pc") and Path(where, member).is_file():
+            pc_files[member] = Path(where, member).read_text(encoding="utf-8", errors="replace")
+    return _plugin_provider(plugin, name, dist.version, platforms, files, pc_files, f"installed {name} in {where}",
+                            Path(where))
+
+
+def _plugin_provider(
+    plugin: Plugin,
+    distribution: str,
+    version: str,
+    platforms: list[str],
+    files: Sequence[str],
+    pc_files: dict[str, str],
+    origin: str,
+    source: Path,
+) -> Provider:
+    """A third-party wheel (file or installed) as a provider, the way `plugin` describes it."""
+    from sharewheel.adapters import adapter_for
+
+    label = f"{origin}: plugin {plugin.name} ({plugin.origin})"
+    systems = {key.os.replace("musllinux", "linux") for key in keys_of(platforms)}
+    if len(systems) != 1:
+        raise SharewheelError(f"{label}: platform tags {', '.join(platforms) or 'none'} name no single OS")
+    [system] = systems
+    paths = plugin.library_paths(system, files)
+    if not paths:
+        globs = ", ".join(plugin.libraries.get(system, ())) or "none"
+        raise SharewheelError(f"{label}: no file in the wheel matches its {system} libraries ({globs})")
+    adapter = adapter_for(platforms, origin)
+    policy = plugin.policy
+    parsed = parse_version(version, f"{origin}: version")
+    provides = Provides(
+        distribution=distribution, version=version, package=paths[0].split("/")[0], abi=policy.template,
+        series=policy.series(parsed), platform=".".join(platforms), libraries=(),
+    )
+    provider = Provider(provides, origin, source, plugin=plugin, load="preload")
+    libraries = []
+    needs_by_path: dict[str, tuple[str, ...]] = {}
+    for path in paths:
+        placeholder = ProvidedLibrary(posixpath.basename(path), posixpath.basename(path), path, "")
+        described = adapter.describe(provider.file(placeholder))
+        if described is None:
+            raise SharewheelError(f"{label}: {path} is not a {adapter.os} shared library")
+        name = posixpath.basename(described.name)
+        libraries.append(ProvidedLibrary(name, name, path, ""))
+        needs_by_path[path] = tuple(posixpath.basename(n) for n in described.needed)
+    names = {lib.unique_name for lib in libraries}
+    needs = {lib.unique_name: tuple(n for n in needs_by_path[lib.path] if n in names and n != lib.unique_name)
+             for lib in libraries}
+    load, module = "preload", None
+    if plugin.load == "import":
+        load, module = "import", plugin.module or paths[0].split("/")[0]
+    elif plugin.load == "pkgconfig-initpy":
+        load, module = "import", _initpy_module(pc_files, paths, label)
+    return _checked(Provider(
+        replace(provides, libraries=tuple(libraries)), origin, source, plugin=plugin, load=load,
+        module=module, needs=needs, _files=provider._files,
+    ))
+
+
+def _initpy_module(pc_files: dict[str, str], libraries: Sequence[str], label: str) -> str:
+    """The `pkgconf_pypi_initpy` module of the .pc file nearest the first library."""
+    candidates = []
+    for member, text in sorted(pc_files.items()):
+        match = re.search(r"^pkgconf_pypi_initpy\s*=\s*(\S+)\s*$", text, re.MULTILINE)
+        if match:
+            directory = posixpath.dirname(member)
+            candidates.append((not libraries[0].startswith(directory + "/"), member, match.group(1)))
+    if not candidates:
+        raise SharewheelError(f"{label}: no .pc file in the wheel names its loader (pkgconf_pypi_initpy)")
+    module = min(candidates)[2]
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise SharewheelError(f"{label}: pkgconf_pypi_initpy {module!r} is not a Python module name")
+    return module
 
 
 def _installed() -> Iterable[Provider]:

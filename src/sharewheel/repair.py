@@ -36,7 +36,8 @@ from sharewheel.wheelfile import InputWheel, Unchanged, work_dir, write_wheel
 
 @dataclass(frozen=True)
 class RepairOptions:
-    providers: tuple[Path, ...] = ()
+    providers: tuple[Path | str, ...] = ()  # wheels, directories of wheels, installed distribution names
+    plugins: tuple[Path, ...] = ()  # plugin files (sharewheel.plugin), before installed and shipped ones
     exclude: tuple[str, ...] = ()  # fnmatch patterns: neither vendored nor relinked
     plat: str = "auto"
     lib_sdir: str | None = None  # None: the OS tool's default (.libs, .dylibs)
@@ -85,7 +86,7 @@ def repair_wheel(
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
             work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
-        registry = Registry.discover(options.providers, keys_of(wheel.platforms))
+        registry = Registry.discover(options.providers, keys_of(wheel.platforms), plugin_files=options.plugins)
         tree = Path(tmp, "tree").resolve()
         unchanged = extract_for_repair(wheel, tree)
         unchanged.start_check()
@@ -227,13 +228,7 @@ def plan_links(
         providers[key] = required
         files.setdefault(key, {lib.unique_name for lib in required.provides.libraries})
     requirements = tuple(providers[k].requirement() for k in sorted(providers))
-    runtime = tuple(
-        loader_template.Requirement(
-            providers[k].provides.package, providers[k].distribution, str(providers[k].requirement()),
-            tuple(sorted(files[k])),
-        )
-        for k in sorted(providers)
-    )
+    runtime = tuple(providers[k].runtime(files[k]) for k in sorted(providers))
     exclude = frozenset({*options.exclude, *(name for m in relink.values() for name in m)})
     return Plan(
         relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude,

@@ -48,11 +48,11 @@ class ShowReport:
         return "\n".join(lines)
 
 
-def show_wheel(wheel_path: Path, providers: tuple[Path, ...]) -> ShowReport:
+def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tuple[Path, ...] = ()) -> ShowReport:
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
             work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
-        registry = Registry.discover(providers, keys_of(wheel.platforms))
+        registry = Registry.discover(providers, keys_of(wheel.platforms), plugin_files=plugins)
         tree = Path(tmp, "tree").resolve()
         extract_for_repair(wheel, tree)
         slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)

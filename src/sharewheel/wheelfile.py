@@ -128,6 +128,7 @@ class InputWheel:
         self.name = name
         self.zip = zf
         self.dist_info = dist_info
+        self.project_name = name.distribution  # replaced by METADATA's Name once it is checked
         self._rows: dict[str, tuple[str, str]] = {}  # RECORD as read: name → (hash, size)
         self._record: dict[str, Any] = {}  # the same as installer's RecordEntry, once RECORD is checked
 
@@ -224,6 +225,7 @@ class InputWheel:
             self.read_text(f"{self.dist_info}/METADATA")
         )
         meta_name = metadata.get("Name")
+        self.project_name = (meta_name or "").strip() or self.name.distribution  # as its author spells it
         if not meta_name or canonicalize_name(meta_name) != canonicalize_name(self.name.distribution):
             raise SharewheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
         meta_version = (metadata.get("Version") or "").strip()
@@ -233,6 +235,10 @@ class InputWheel:
             same = False
         if not same:
             raise SharewheelError(f"{self.path}: METADATA Version {meta_version!r} does not match the file name")
+
+    def check_record(self) -> None:
+        """RECORD's rows, names and sizes (hashes are checked as entries are read)."""
+        self._check_record()
 
     def _check_record(self) -> None:
         from installer.exceptions import InstallerError

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from sharewheel.errors import SharewheelError
 from sharewheel.platforms import keys_of
+from sharewheel.symbols import SymbolTable
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,15 @@ class PlatformAdapter(Protocol):
 
     def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         """The shared libraries of a build prefix."""
+
+    def describe(self, path: Path) -> PrefixLibrary | None:
+        """A library file's name as linkers record it (soname, install id, DLL name) and what it needs."""
+
+    def symbols(self, path: Path) -> SymbolTable:
+        """What a binary imports (bound to a library where the format says) and exports."""
+
+    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+        """Libraries the binary loads that the host finds, where the format leaves imports unbound."""
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         """Copy `library` to `dest` (named by its unique name), renamed and relinked."""

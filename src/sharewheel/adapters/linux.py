@@ -36,6 +36,7 @@ from sharewheel.adapters import (
 )
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
+from sharewheel.symbols import SymbolTable
 
 
 @contextmanager
@@ -107,6 +108,60 @@ def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...
         except (ELFError, ValueError, KeyError, AssertionError, IndexError, OSError) as e:
             raise SharewheelError(f"{path.name}: malformed ELF file ({e})") from None
     return tuple(needed), soname, is_extension
+
+
+def elf_symbols(path: Path) -> SymbolTable:
+    """Imports (by version file, or unbound) and exports of an ELF file's dynamic symbol table."""
+    stat_result = path.stat()
+    return _elf_symbols_cached(str(path), stat_result.st_mtime_ns, stat_result.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _elf_symbols_cached(name: str, _mtime: int, _size: int) -> SymbolTable:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
+    from elftools.elf.sections import SymbolTableSection
+
+    imports: dict[str | None, set[tuple[str, str | None]]] = {}
+    exports: dict[str, set[str | None]] = {}
+    with open(name, "rb") as f:
+        try:
+            elf = ELFFile(f)
+            dynsym = versym = None
+            needed_versions: dict[int, tuple[str | None, str | None]] = {}  # version index → (version, file)
+            defined_versions: dict[int, str] = {}
+            for section in elf.iter_sections():
+                if section["sh_type"] == "SHT_DYNSYM" and isinstance(section, SymbolTableSection):
+                    dynsym = section
+                elif isinstance(section, GNUVerSymSection):
+                    versym = section
+                elif isinstance(section, GNUVerNeedSection):
+                    for verneed, auxiliaries in section.iter_versions():
+                        for aux in auxiliaries:
+                            needed_versions[aux["vna_other"]] = (aux.name, verneed.name)
+                elif isinstance(section, GNUVerDefSection):
+                    for verdef, auxiliaries in section.iter_versions():
+                        if not verdef["vd_flags"] & 1:  # VER_FLG_BASE names the file, not a version
+                            defined_versions[verdef["vd_ndx"]] = next(iter(auxiliaries)).name
+            if dynsym is None:
+                return SymbolTable()
+            for index, symbol in enumerate(dynsym.iter_symbols()):
+                bind = symbol["st_info"]["bind"]
+                if index == 0 or bind not in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE") or not symbol.name:
+                    continue
+                ndx = versym.get_symbol(index)["ndx"] if versym is not None else 0
+                ndx = ndx & 0x7FFF if isinstance(ndx, int) else 0
+                if symbol["st_shndx"] == "SHN_UNDEF":
+                    if bind == "STB_WEAK":
+                        continue  # may stay unresolved
+                    version, file = needed_versions.get(ndx, (None, None))
+                    imports.setdefault(file, set()).add((symbol.name, version))
+                elif symbol["st_other"]["visibility"] in ("STV_DEFAULT", "STV_PROTECTED"):
+                    exports.setdefault(symbol.name, set()).add(defined_versions.get(ndx))
+        except (ELFError, ValueError, KeyError, AssertionError, IndexError, OSError) as e:
+            raise SharewheelError(f"{Path(name).name}: malformed ELF symbol table ({e})") from None
+    return SymbolTable({k: frozenset(v) for k, v in imports.items()}, {k: frozenset(v) for k, v in exports.items()})
 
 
 def _elf_arch(path: Path) -> str | None:
@@ -314,6 +369,23 @@ class LinuxAdapter:
                 needed, soname, _ = elf
                 by_file[real] = PrefixLibrary(real, soname or real.name, needed)
         return sorted(by_file.values(), key=lambda lib: lib.name)
+
+    def describe(self, path: Path) -> PrefixLibrary | None:
+        elf = _read_elf(path)
+        return None if elf is None else PrefixLibrary(path, elf[1] or path.name, elf[0])
+
+    def symbols(self, path: Path) -> SymbolTable:
+        return elf_symbols(path)
+
+    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+        """The libraries `binary` loads (direct and indirect) that the host's search finds."""
+        from auditwheel.lddtree import ldd
+
+        try:
+            tree_info = ldd(tree / binary)
+        except (ValueError, OSError):
+            return {}
+        return {name: Path(lib.realpath) for name, lib in tree_info.libraries.items() if lib.realpath}
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sharewheel.adapters import codesign
 from sharewheel.errors import SharewheelError
+from sharewheel.symbols import SymbolTable
 
 MACHO_MAGICS = {0xFEEDFACE, 0xFEEDFACF, 0xCEFAEDFE, 0xCFFAEDFE, 0xCAFEBABE, 0xCAFEBABF}
 ARCH_NAMES = {0x7: "i386", 0x01000007: "x86_64", 0xC: "arm", 0x0100000C: "arm64"}
@@ -232,3 +233,39 @@ def edit(
     if sign:
         codesign.sign_file(path)
     return True
+
+
+def symbols(path: str | PathLike[str]) -> SymbolTable:
+    """Imports bound by two-level namespace ordinal to a load command's path, and exports.
+
+    Imports are the union over architectures; exports only what every architecture exports.
+    Weak imports may stay unbound at run time and are left out.
+    """
+    from macholib.SymbolTable import SymbolTable as MachOSymbols
+
+    N_EXT, N_TYPE, N_UNDF, N_SECT, N_WEAK_REF = 0x01, 0x0E, 0x0, 0xE, 0x40
+    imports: dict[str | None, set[tuple[str, str | None]]] = {}
+    exports: set[str] | None = None
+    macho = _load(path)
+    for header in macho.headers:
+        libraries = [_name(entry) for entry in header.commands if entry[0].cmd in LIBRARY_COMMANDS]
+        try:
+            table = MachOSymbols(macho, header)
+        except Exception as e:  # noqa: BLE001 - macholib raises whatever a bad offset causes
+            raise SharewheelError(f"{Path(path).name}: malformed Mach-O symbol table ({type(e).__name__}: {e})") from None
+        defined: set[str] = set()
+        for nl, raw in getattr(table, "nlists", []):
+            name = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            if not name or not nl.n_type & N_EXT:
+                continue
+            kind = nl.n_type & N_TYPE
+            if kind == N_SECT:
+                defined.add(name)
+            elif kind == N_UNDF and nl.n_value == 0 and not nl.n_desc & N_WEAK_REF:
+                ordinal = (nl.n_desc >> 8) & 0xFF
+                library = libraries[ordinal - 1] if 1 <= ordinal <= len(libraries) else None
+                imports.setdefault(library, set()).add((name, None))
+        exports = defined if exports is None else exports & defined
+    return SymbolTable(
+        {k: frozenset(v) for k, v in imports.items()}, {name: frozenset({None}) for name in exports or ()}
+    )

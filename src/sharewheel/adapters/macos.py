@@ -38,6 +38,7 @@ from sharewheel.adapters import (
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
+from sharewheel.symbols import SymbolTable
 
 _BACKEND_FUNCTIONS = (
     "_get_install_names", "_get_install_ids", "_get_rpaths", "get_install_names", "get_install_id",
@@ -241,6 +242,18 @@ class MacOSAdapter:
                 continue
             by_file[real] = PrefixLibrary(real, posixpath.basename(install_id), macho.get_install_names(real))
         return sorted(by_file.values(), key=lambda lib: lib.name)
+
+    def describe(self, path: Path) -> PrefixLibrary | None:
+        if not macho.is_macho(path):
+            return None
+        install_id = macho.get_install_id(path)
+        return PrefixLibrary(path, posixpath.basename(install_id or path.name), macho.get_install_names(path))
+
+    def symbols(self, path: Path) -> SymbolTable:
+        return macho.symbols(path)
+
+    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+        return {}  # two-level namespace binds every import to its library: nothing to resolve
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)

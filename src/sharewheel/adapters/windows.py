@@ -33,6 +33,7 @@ from sharewheel.adapters import (
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
+from sharewheel.symbols import SymbolTable
 
 MACHINE_TAGS = {0x8664: "win_amd64", 0x14C: "win32", 0xAA64: "win_arm64"}
 
@@ -77,6 +78,27 @@ def imports(path: Path) -> tuple[str, ...]:
     finally:
         pe.close()
     return tuple(dict.fromkeys(names))
+
+
+def pe_symbols(path: Path) -> SymbolTable:
+    """Imports per DLL (by name, or `#ordinal`) and exports (names and `#ordinal`s)."""
+    pe = _pe(path, exports=True)
+    try:
+        found: dict[str | None, set[tuple[str, str | None]]] = {}
+        for entry in [*getattr(pe, "DIRECTORY_ENTRY_IMPORT", []), *getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", [])]:
+            dll = entry.dll.decode("ascii", "replace")
+            for imported in entry.imports:
+                name = imported.name.decode("ascii", "replace") if imported.name else f"#{imported.ordinal}"
+                found.setdefault(dll, set()).add((name, None))
+        exported: set[str] = set()
+        directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
+        for symbol in directory.symbols if directory is not None else ():
+            exported.add(f"#{symbol.ordinal}")
+            if symbol.name:
+                exported.add(symbol.name.decode("ascii", "replace"))
+    finally:
+        pe.close()
+    return SymbolTable({k: frozenset(v) for k, v in found.items()}, {name: frozenset({None}) for name in exported})
 
 
 def machine_tag(path: Path) -> str:
@@ -241,6 +263,15 @@ class WindowsAdapter:
                 if path.is_file() and is_pe(path):
                     found.append(PrefixLibrary(path.resolve(), path.name, imports(path)))
         return found
+
+    def describe(self, path: Path) -> PrefixLibrary | None:
+        return PrefixLibrary(path, path.name, imports(path)) if is_pe(path) else None
+
+    def symbols(self, path: Path) -> SymbolTable:
+        return pe_symbols(path)
+
+    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+        return {}  # import tables bind every import to its DLL: nothing to resolve
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)

@@ -1,0 +1,80 @@
+"""Vendored copies in wheels repaired by auditwheel, delocate or delvewheel.
+
+Where each tool puts its copies, and the name a copy had before the tool renamed it:
+
+- auditwheel: ``<dist>.libs/<base>-<8 hex>.<ext>`` from ``<base>.<ext>`` (``libz-a1b2c3d4.so.1.2.13``;
+  a copy of an already-renamed library gets a second hash);
+- delvewheel: ``<dist>.libs/<root>-<32 hex>.dll`` from ``<root>.dll``;
+- delocate: ``<package>/.dylibs/<name>``, name unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_AUDITWHEEL = re.compile(r"^(?P<base>[^.]+)-[0-9a-f]{8}(?P<ext>\..+)$")
+_DELVEWHEEL = re.compile(r"^(?P<root>.+)-[0-9a-f]{32}(?P<ext>\.dll)$", re.IGNORECASE)
+_LIBRARY = re.compile(r"\.(so|dylib|dll)(\.|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class VendoredCopy:
+    path: str  # wheel- or site-relative POSIX path
+    name: str  # the file name, which binaries that use the copy ask for
+    size: int
+
+    @property
+    def originals(self) -> list[str]:
+        return original_names(self.name)
+
+    @property
+    def stem(self) -> str:
+        return library_stem(self.name)
+
+
+def is_vendored_path(path: str) -> bool:
+    """Whether a wheel path is where auditwheel/delvewheel (top-level `*.libs/`) or delocate
+    (`.dylibs/` inside a package) put vendored libraries."""
+    parts = path.split("/")
+    if len(parts) == 2 and parts[0].endswith(".libs"):
+        return bool(_LIBRARY.search(parts[1]))
+    return len(parts) >= 2 and ".dylibs" in parts[:-1] and bool(_LIBRARY.search(parts[-1]))
+
+
+def original_names(filename: str) -> list[str]:
+    """The names a vendored file may have had before the tool renamed it, most recent first:
+    each hash a tool appended is taken off in turn, then trailing version components, so that
+    `libfoo-0123abcd.so.1.2.3` yields libfoo.so.1.2.3, libfoo.so.1.2, libfoo.so.1, libfoo.so."""
+    names = [filename]
+    current = filename
+    while True:
+        match = _AUDITWHEEL.match(current) or _DELVEWHEEL.match(current)
+        if not match:
+            break
+        current = "".join(g for g in match.groups())
+        names.append(current)
+    while re.search(r"\.so(\.\d+)+$", current):
+        current = current.rsplit(".", 1)[0]
+        names.append(current)
+    return list(dict.fromkeys(names))
+
+
+def library_stem(filename: str) -> str:
+    """What copies of one library share across tools and versions: `libgfortran` for
+    libgfortran-040039e1-0352e75f.so.5.0.0, libgfortran.5.dylib and libgfortran-5.dll."""
+    name = original_names(filename)[-1]
+    base = _LIBRARY.split(name, maxsplit=1)[0]
+    base = re.sub(r"(\.\d+)+$", "", base)  # libgfortran.5(.dylib)
+    base = re.sub(r"-\d+$", "", base)  # libgfortran-5(.dll)
+    base = re.sub(r"-sw[0-9a-f]{8}$", "", base)  # sharewheel's unique names
+    return base.lower()
+
+
+def vendored_copies(files: Iterable[tuple[str, int]]) -> list[VendoredCopy]:
+    """The vendored copies among (path, size) pairs of a wheel or an installed distribution."""
+    return sorted(
+        (VendoredCopy(path, path.rsplit("/", 1)[-1], size) for path, size in files if is_vendored_path(path)),
+        key=lambda copy: copy.path,
+    )
