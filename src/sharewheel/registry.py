@@ -69,10 +69,10 @@ class Provider:
             self._files[library.path] = where
         return self._files[library.path]
 
-    def runtime(self, files: Iterable[str]) -> loader_template.Requirement:
+    def runtime(self, files: Iterable[str], floor: Version | None = None) -> loader_template.Requirement:
         """How the consumer hook loads this provider, for a consumer linked to `files` (unique names)."""
         linked = sorted(set(files))
-        requirement = str(self.requirement())
+        requirement = str(self.requirement(floor))
         if self.load == "provider":
             return loader_template.Requirement(self.provides.package, self.distribution, requirement, tuple(linked))
         if self.load == "import":
@@ -105,8 +105,11 @@ class Provider:
     def policy(self) -> AbiPolicy:
         return AbiPolicy.parse(self.provides.abi)
 
-    def requirement(self) -> Requirement:
-        return self.policy.requirement(self.distribution, self.version)
+    def requirement(self, floor: Version | None = None) -> Requirement:
+        """The Requires-Dist for a consumer of this release; `floor`: an older release of the
+        same series the consumer is known to work with (the copy it had vendored)."""
+        version = self.version if floor is None else min(floor, self.version)
+        return self.policy.requirement(self.distribution, version)
 
     @property
     def platform_keys(self) -> set[PlatformKey]:

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import hashlib
 import io
+import logging
 import os
 import posixpath
 import tempfile
@@ -24,14 +25,18 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sharewheel import loader_template
-from sharewheel.adapters import BinaryInfo, RepairJob, adapter_for
+from sharewheel import loader_template, symbols
+from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairJob, adapter_for
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
 from sharewheel.metadata import add_requirements
 from sharewheel.platforms import keys_of
-from sharewheel.registry import Registry
+from sharewheel.registry import Match, Registry
+from sharewheel.symbols import SymbolTable
+from sharewheel.unvendor import Unvendoring, describe_saved, plan_unvendoring
 from sharewheel.wheelfile import InputWheel, Unchanged, work_dir, write_wheel
+
+log = logging.getLogger("repair")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Plan:
     runtime: tuple[loader_template.Requirement, ...]
     exclude: frozenset[str]
     provided: dict[str, Callable[[Path], None]]  # unique name → writes the provider's file to a path
+    matches: dict[tuple[str, str], Match] = field(default_factory=dict)  # (binary, needed name) → stand-in
 
 
 @dataclass(frozen=True)
@@ -68,13 +74,19 @@ class RepairReport:
     vendored: tuple[str, ...]
     platforms: tuple[str, ...]
     requirements: tuple[str, ...] = field(default=())
+    unvendored: tuple[str, ...] = field(default=())  # copies removed from an already-repaired wheel
+    saved: int = 0  # their bytes
 
     def summary(self) -> str:
         linked = ", ".join(sorted({f"{l.original} -> {l.needed} ({l.provider} {l.version})" for l in self.links}))
         vendored = ", ".join(posixpath.basename(v) for v in self.vendored)
+        removed = ""
+        if self.unvendored:
+            names = ", ".join(posixpath.basename(v) for v in self.unvendored)
+            removed = f"; unvendored {names}, saving {describe_saved(self.saved)}"
         return (
-            f"{self.output.name}: linked {linked or 'nothing'}; vendored {vendored or 'nothing'}; "
-            f"tagged {', '.join(self.platforms)}"
+            f"{self.output.name}: linked {linked or 'nothing'}; vendored {vendored or 'nothing'}"
+            f"{removed}; tagged {', '.join(self.platforms)}"
         )
 
 
@@ -91,16 +103,21 @@ def repair_wheel(
         unchanged = extract_for_repair(wheel, tree)
         unchanged.start_check()
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
-        # the OS tools read a wheel file: give them one with just what they look at
-        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
 
         # analyze: which binaries need which names, and which of those a provider offers
         binaries = adapter.binaries(tree)
         if not binaries:
             raise SharewheelError(f"{wheel_path.name}: no native binaries in the wheel, nothing to repair")
-        plan = plan_links(wheel.name.distribution, binaries, registry, options, previous)
 
-        # apply: the OS tool vendors the rest; the adapter relinks the provided names
+        # plan: vendored copies providers replace, links, and the proof each provider can stand in
+        unvendoring = plan_unvendoring(tree, binaries, registry, wheel.name.distribution, options.exclude)
+        plan = plan_links(wheel.name.distribution, binaries, registry, options, previous, unvendoring)
+        prove_stand_ins(adapter, tree, binaries, plan, unvendoring, options.library_path)
+
+        # apply: copies removed; the OS tool vendors the rest; the adapter relinks the provided names
+        unvendoring.apply(tree)
+        # the OS tools read a wheel file: give them one with just what they look at
+        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         outcome = adapter.repair(
             RepairJob(
                 wheel=slim,
@@ -124,6 +141,7 @@ def repair_wheel(
             renamed |= install_hooks(tree, binaries, plan.runtime, wheel.name.distribution)
         links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
         vendored = tuple(sorted({*outcome.vendored, *(v for v in previous.vendored if (tree / v).is_file())}))
+        vendored = tuple(v for v in vendored if v not in unvendoring.removed)
         dist_info = tree / wheel.dist_info
         metadata = dist_info / "METADATA"
         metadata.write_text(
@@ -150,7 +168,8 @@ def repair_wheel(
             raise SharewheelError(f"{wheel_path}: repairs to {output.name}, which {taken[output]} was just repaired to")
         write_wheel(tree, wheel.dist_info, output, unchanged=unchanged)
     return RepairReport(
-        wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements)
+        wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements),
+        unvendoring.removed, unvendoring.saved,
     )
 
 
@@ -190,23 +209,28 @@ def plan_links(
     registry: Registry,
     options: RepairOptions,
     previous: Manifest,
+    unvendoring: Unvendoring | None = None,
 ) -> Plan:
-    """Map every needed name a provider offers to the provider's unique name."""
+    """Map every needed name a provider offers (or a vendored copy it replaces) to the
+    provider's unique name."""
+    unvendoring = unvendoring or Unvendoring()
     earlier = {(link.binary, link.needed): link.original for link in previous.links}
     relink: dict[str, dict[str, str]] = {}
     fallback: dict[str, set[str]] = {}
     links: list[Link] = []
+    matched: list[tuple[str, Match]] = []  # parallel to links: the needed name and its stand-in
     files: dict[str, set[str]] = {}
     providers = {}
     provided: dict[str, Callable[[Path], None]] = {}
     for binary, info in sorted(binaries.items()):
         for name in info.needed:
-            match = registry.lookup(name)
+            match = unvendoring.stand_in(name) or registry.lookup(name)
             if match is None or any(fnmatch.fnmatchcase(name, p) for p in options.exclude):
                 continue
             provider, library = match.provider, match.library
             if canonicalize_name(provider.distribution) == canonicalize_name(distribution):
                 continue  # a provider's own libraries: never a dependency on itself
+            matched.append((name, match))
             key = canonicalize_name(provider.distribution)
             providers[key] = provider
             files.setdefault(key, set()).add(library.unique_name)
@@ -214,9 +238,10 @@ def plan_links(
             provided[library.unique_name] = functools.partial(provider.copy_library, library)
             fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
             original = earlier.get((binary, name), name)
+            floor = unvendoring.floors.get(key)
             links.append(
                 Link(binary, library.unique_name, original, provider.distribution, provider.provides.version,
-                     str(provider.requirement()))
+                     str(provider.requirement(floor)))
             )
     for declared in options.declared_requires:
         required = registry.distribution(declared)
@@ -227,13 +252,60 @@ def plan_links(
         key = canonicalize_name(required.distribution)
         providers[key] = required
         files.setdefault(key, {lib.unique_name for lib in required.provides.libraries})
-    requirements = tuple(providers[k].requirement() for k in sorted(providers))
-    runtime = tuple(providers[k].runtime(files[k]) for k in sorted(providers))
+    requirements = tuple(providers[k].requirement(unvendoring.floors.get(k)) for k in sorted(providers))
+    runtime = tuple(providers[k].runtime(files[k], unvendoring.floors.get(k)) for k in sorted(providers))
     exclude = frozenset({*options.exclude, *(name for m in relink.values() for name in m)})
     return Plan(
         relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude,
-        provided,
+        provided, {(link.binary, name): match for link, (name, match) in zip(links, matched)},
     )
+
+
+def prove_stand_ins(
+    adapter: PlatformAdapter,
+    tree: Path,
+    binaries: dict[str, BinaryInfo],
+    plan: Plan,
+    unvendoring: Unvendoring,
+    search: tuple[Path, ...] = (),
+) -> None:
+    """Refuse, before anything is relinked, a provider file that lacks a symbol (or symbol
+    version) a binary imports from the library it stands in for.
+
+    What a binary imports from a library is decided by the library it used until now: the
+    vendored copy being replaced, else the library the host finds for it (often the very
+    file the build linked), else what the binary imports that none of its other libraries
+    export — judged only when every one of those was found (see sharewheel.symbols).
+    """
+    for (binary, needed), match in sorted(plan.matches.items(), key=lambda item: item[0]):
+        table = adapter.symbols(tree / binary)
+        provider_table = adapter.symbols(match.provider.file(match.library))
+        name = posixpath.basename(needed)
+        copy = unvendoring.reference(needed)
+        reference = adapter.symbols(tree / copy) if copy is not None else None
+        others: list[SymbolTable] | None = []
+        if reference is None and table.imports.get(None):
+            resolved = adapter.resolve(tree, binary, search)
+            if name in resolved:
+                reference = adapter.symbols(resolved[name])
+            elif any(not provider_table.exports_symbol(s) for s in symbols.imports_from(table, needed)):
+                # worth reading the binary's other libraries only now, and only if all are known
+                provided = {posixpath.basename(n): m for (b, n), m in plan.matches.items() if b == binary}
+                direct = [posixpath.basename(n) for n in binaries[binary].needed if posixpath.basename(n) != name]
+                if all(n in resolved or n in provided for n in direct):
+                    others = [adapter.symbols(path) for n, path in resolved.items() if n != name]
+                    others += [adapter.symbols(m.provider.file(m.library)) for n, m in provided.items() if n != name]
+                else:
+                    others = None
+        if others is None:
+            log.debug("%s: not every library it needs was found; its unversioned imports are not checked", binary)
+            needed_symbols = symbols.imports_from(table, needed, reference=SymbolTable())
+        else:
+            needed_symbols = symbols.imports_from(table, needed, reference=reference, others=others)
+        lacking = symbols.missing(needed_symbols, provider_table)
+        if lacking:
+            where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
+            raise SharewheelError(symbols.describe_missing(binary, name, where, lacking))
 
 
 def install_hooks(

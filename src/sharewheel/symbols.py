@@ -17,8 +17,11 @@ formats:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 Symbol = tuple[str, "str | None"]  # (name, version); version None: unversioned
 
@@ -33,6 +36,22 @@ class SymbolTable:
         name, version = symbol
         versions = self.exports.get(name)
         return versions is not None and (version is None or version in versions)
+
+
+def cached_by_file(read: Callable[[Path], SymbolTable]) -> Callable[[Path], SymbolTable]:
+    """`read`, once per file version: a large library's table takes a second to read, and one
+    provider usually stands in for several binaries of a wheel."""
+
+    @functools.lru_cache(maxsize=64)
+    def cached(name: str, _mtime: int, _size: int) -> SymbolTable:
+        return read(Path(name))
+
+    @functools.wraps(read)
+    def wrapper(path: Path) -> SymbolTable:
+        stat = os.stat(path)
+        return cached(os.fspath(path), stat.st_mtime_ns, stat.st_size)
+
+    return wrapper
 
 
 def _key(name: str) -> str:

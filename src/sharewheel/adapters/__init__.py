@@ -88,7 +88,7 @@ class PlatformAdapter(Protocol):
     def symbols(self, path: Path) -> SymbolTable:
         """What a binary imports (bound to a library where the format says) and exports."""
 
-    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+    def resolve(self, tree: Path, binary: str, search: tuple[Path, ...] = ()) -> dict[str, Path]:
         """Libraries the binary loads that the host finds, where the format leaves imports unbound."""
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:

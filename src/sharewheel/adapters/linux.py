@@ -36,7 +36,7 @@ from sharewheel.adapters import (
 )
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
-from sharewheel.symbols import SymbolTable
+from sharewheel.symbols import SymbolTable, cached_by_file
 
 
 @contextmanager
@@ -110,14 +110,10 @@ def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...
     return tuple(needed), soname, is_extension
 
 
+@cached_by_file
 def elf_symbols(path: Path) -> SymbolTable:
     """Imports (by version file, or unbound) and exports of an ELF file's dynamic symbol table."""
-    stat_result = path.stat()
-    return _elf_symbols_cached(str(path), stat_result.st_mtime_ns, stat_result.st_size)
-
-
-@functools.lru_cache(maxsize=256)
-def _elf_symbols_cached(name: str, _mtime: int, _size: int) -> SymbolTable:
+    name = str(path)
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
@@ -377,12 +373,15 @@ class LinuxAdapter:
     def symbols(self, path: Path) -> SymbolTable:
         return elf_symbols(path)
 
-    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
-        """The libraries `binary` loads (direct and indirect) that the host's search finds."""
-        from auditwheel.lddtree import ldd
+    def resolve(self, tree: Path, binary: str, search: tuple[Path, ...] = ()) -> dict[str, Path]:
+        """The libraries `binary` loads (direct and indirect) that auditwheel's search finds,
+        `search` first (pack's PREFIX/lib)."""
+        from auditwheel.lddtree import ldd, load_ld_paths
 
+        ld_paths = load_ld_paths(_libc_of(self.binaries(tree)))
+        ld_paths["conf"] = [*map(str, search), *ld_paths["conf"]]
         try:
-            tree_info = ldd(tree / binary)
+            tree_info = ldd(tree / binary, ldpaths=ld_paths)
         except (ValueError, OSError):
             return {}
         return {name: Path(lib.realpath) for name, lib in tree_info.libraries.items() if lib.realpath}

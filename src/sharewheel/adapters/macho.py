@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sharewheel.adapters import codesign
 from sharewheel.errors import SharewheelError
-from sharewheel.symbols import SymbolTable
+from sharewheel.symbols import SymbolTable, cached_by_file
 
 MACHO_MAGICS = {0xFEEDFACE, 0xFEEDFACF, 0xCEFAEDFE, 0xCFFAEDFE, 0xCAFEBABE, 0xCAFEBABF}
 ARCH_NAMES = {0x7: "i386", 0x01000007: "x86_64", 0xC: "arm", 0x0100000C: "arm64"}
@@ -235,7 +235,8 @@ def edit(
     return True
 
 
-def symbols(path: str | PathLike[str]) -> SymbolTable:
+@cached_by_file
+def symbols(path: Path) -> SymbolTable:
     """Imports bound by two-level namespace ordinal to a load command's path, and exports.
 
     Imports are the union over architectures; exports only what every architecture exports.

@@ -252,7 +252,7 @@ class MacOSAdapter:
     def symbols(self, path: Path) -> SymbolTable:
         return macho.symbols(path)
 
-    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+    def resolve(self, tree: Path, binary: str, search: tuple[Path, ...] = ()) -> dict[str, Path]:
         return {}  # two-level namespace binds every import to its library: nothing to resolve
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:

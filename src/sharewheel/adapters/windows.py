@@ -33,7 +33,7 @@ from sharewheel.adapters import (
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
-from sharewheel.symbols import SymbolTable
+from sharewheel.symbols import SymbolTable, cached_by_file
 
 MACHINE_TAGS = {0x8664: "win_amd64", 0x14C: "win32", 0xAA64: "win_arm64"}
 
@@ -80,6 +80,7 @@ def imports(path: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+@cached_by_file
 def pe_symbols(path: Path) -> SymbolTable:
     """Imports per DLL (by name, or `#ordinal`) and exports (names and `#ordinal`s)."""
     pe = _pe(path, exports=True)
@@ -270,7 +271,7 @@ class WindowsAdapter:
     def symbols(self, path: Path) -> SymbolTable:
         return pe_symbols(path)
 
-    def resolve(self, tree: Path, binary: str) -> dict[str, Path]:
+    def resolve(self, tree: Path, binary: str, search: tuple[Path, ...] = ()) -> dict[str, Path]:
         return {}  # import tables bind every import to its DLL: nothing to resolve
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
