@@ -140,6 +140,25 @@ def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], as_
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
 
 
+@main.command()
+@click.option("--python", "interpreter", default=None, metavar="PYTHON",
+              help="Audit this interpreter's sys.path (sharewheel may live apart, e.g. in pipx).")
+@click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+              help="Audit these directories instead of a sys.path (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(interpreter: str | None, paths: tuple[Path, ...], as_json: bool) -> int:
+    """Check an installed environment: every link recorded by repair still holds (its provider
+    installed, inside the ABI policy, the file present and exporting what is imported); list
+    libraries vendored more than once. Exit status 1 if something is broken."""
+    from sharewheel.check import audit_paths, check_environment
+
+    if interpreter is not None and paths:
+        raise click.UsageError("--python and --path are mutually exclusive")
+    report = check_environment(audit_paths(interpreter, paths))
+    click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
+    return 0 if report.ok else 1
+
+
 def _expand(patterns: tuple[str, ...]) -> list[Path]:
     """Wheel arguments, globs expanded (for shells and CI configs that pass them quoted)."""
     paths: list[Path] = []

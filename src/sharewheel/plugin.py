@@ -146,6 +146,13 @@ class Plugin:
                 chosen.append(path)
         return sorted(chosen)
 
+    def could_provide(self, os_name: str, names: Iterable[str]) -> bool:
+        """Whether a library file called one of `names` looks like one this plugin's wheels provide."""
+        patterns = [p.rsplit("/", 1)[-1] for p in self.libraries.get(os_name, ())]
+        # only patterns that name a library: `lib*.so.*` matches any library at all
+        specific = [p for p in patterns if re.sub(r"^lib|\.(so|dylib|dll).*$|[*?\[\]]", "", p)]
+        return any(fnmatch.fnmatchcase(n, p) for n in names for p in specific)
+
     @property
     def policy(self) -> AbiPolicy:
         return AbiPolicy.parse(self.abi)

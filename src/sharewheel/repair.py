@@ -64,6 +64,7 @@ class Plan:
     exclude: frozenset[str]
     provided: dict[str, Callable[[Path], None]]  # unique name → writes the provider's file to a path
     matches: dict[tuple[str, str], Match] = field(default_factory=dict)  # (binary, needed name) → stand-in
+    provider_platforms: tuple[tuple[str, ...], ...] = ()  # platform tags of each provider linked
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def repair_wheel(
                 library_path=options.library_path,
                 provided=plan.provided,
                 require_archs=options.require_archs,
+                provider_platforms=plan.provider_platforms,
             )
         )
 
@@ -258,6 +260,7 @@ def plan_links(
     return Plan(
         relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude,
         provided, {(link.binary, name): match for link, (name, match) in zip(links, matched)},
+        tuple(tuple(providers[k].provides.platform.split(".")) for k in sorted(providers)),
     )
 
 

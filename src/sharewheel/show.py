@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sharewheel.adapters import RepairJob, adapter_for
 from sharewheel.platforms import keys_of
+from sharewheel.plugin import load_plugins
 from sharewheel.registry import Registry
 from sharewheel.repair import (
     RepairOptions,
@@ -16,6 +17,8 @@ from sharewheel.repair import (
     plan_links,
     read_manifest,
 )
+from sharewheel.unvendor import Unvendoring, describe_saved, plan_unvendoring
+from sharewheel.vendored import vendored_copies
 from sharewheel.wheelfile import InputWheel, work_dir, write_wheel
 
 
@@ -24,9 +27,15 @@ class ShowReport:
     wheel: str
     platforms: tuple[str, ...]
     binaries: dict[str, list[dict[str, Any]]]
+    unvendor: list[dict[str, Any]] = field(default_factory=list)  # copies providers would replace
+    saved: int = 0
+    replaceable: list[dict[str, Any]] = field(default_factory=list)  # copies a plugin's wheels could replace
 
     def as_json(self) -> dict[str, Any]:
-        return {"wheel": self.wheel, "platforms": list(self.platforms), "binaries": self.binaries}
+        return {
+            "wheel": self.wheel, "platforms": list(self.platforms), "binaries": self.binaries,
+            "unvendor": self.unvendor, "saved": self.saved, "replaceable": self.replaceable,
+        }
 
     def as_text(self) -> str:
         lines = [f"{self.wheel}: repair tags it {', '.join(self.platforms)}"]
@@ -36,6 +45,8 @@ class ShowReport:
                 state = need["state"]
                 if state == "provided":
                     detail = f"provided by {need['provider']} {need['version']} as {need['unique_name']}"
+                    if need.get("plugin"):
+                        detail += f" (described by plugin {need['plugin']})"
                 elif state == "external":
                     detail = f"external, repair vendors {need['path']}"
                 elif state == "policy":
@@ -45,6 +56,17 @@ class ShowReport:
                 else:
                     detail = "missing: not provided, not found"
                 lines.append(f"    {need['name']}: {detail}")
+        if self.unvendor:
+            lines.append(f"  vendored copies repair removes (saving {describe_saved(self.saved)}):")
+            for copy in self.unvendor:
+                why = (f"replaced by {copy['provider']} {copy['version']}" if copy.get("provider")
+                       else "needed only by the replaced copies")
+                lines.append(f"    {copy['path']}: {why}")
+        for copy in self.replaceable:
+            lines.append(
+                f"  {copy['path']}: a vendored copy that {' or '.join(copy['distributions'])} could replace "
+                f"(plugin {copy['plugin']}; repair with --provider NAME)"
+            )
         return "\n".join(lines)
 
 
@@ -55,14 +77,16 @@ def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tup
         registry = Registry.discover(providers, keys_of(wheel.platforms), plugin_files=plugins)
         tree = Path(tmp, "tree").resolve()
         extract_for_repair(wheel, tree)
-        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         binaries = adapter.binaries(tree)
-        plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous)
+        unvendoring = plan_unvendoring(tree, binaries, registry, wheel.name.distribution)
+        plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous, unvendoring)
+        unvendoring.apply(tree)  # show the wheel as repair would leave it
+        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         job = RepairJob(
             wheel=slim, tree=tree, distribution=wheel.name.distribution,
             platforms=tuple(wheel.platforms), relink=plan.relink, fallback_dirs=plan.fallback_dirs,
-            exclude=plan.exclude,
+            exclude=plan.exclude, provider_platforms=plan.provider_platforms,
         )
         states, platforms = adapter.show(job)
     report: dict[str, list[dict[str, Any]]] = {}
@@ -71,15 +95,38 @@ def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tup
         for need in needs:
             entry: dict[str, Any] = {"name": need.name, "state": need.state}
             if need.state == "provided":
-                match = registry.lookup(need.name)
+                match = unvendoring.stand_in(need.name) or registry.lookup(need.name)
                 assert match is not None
                 entry.update(
                     provider=match.provider.distribution,
                     version=match.provider.provides.version,
                     unique_name=match.library.unique_name,
                 )
+                if match.provider.plugin is not None:
+                    entry["plugin"] = match.provider.plugin.name
             if need.path:
                 entry["path"] = need.path
             entries.append(entry)
         report[binary] = entries
-    return ShowReport(wheel_path.name, platforms, report)
+    replaced = {unvendoring.copies[k]: m for k, m in unvendoring.replaced.items()}
+    copies = [
+        {"path": path, **({"provider": replaced[path].provider.distribution,
+                           "version": replaced[path].provider.provides.version} if path in replaced else {})}
+        for path in unvendoring.removed
+    ]
+    return ShowReport(wheel_path.name, platforms, report, copies, unvendoring.saved,
+                      _replaceable(binaries, unvendoring, adapter.os, plugins))
+
+
+def _replaceable(
+    binaries: dict[str, Any], unvendoring: Unvendoring, os_name: str, plugin_files: tuple[Path, ...]
+) -> list[dict[str, Any]]:
+    """Vendored copies no given provider replaces, but a plugin's third-party wheels could."""
+    found = []
+    for copy in vendored_copies((path, 0) for path in binaries):
+        if copy.path in unvendoring.removed:
+            continue
+        plugin = next((p for p in load_plugins(plugin_files) if p.could_provide(os_name, copy.originals)), None)
+        if plugin is not None:
+            found.append({"path": copy.path, "plugin": plugin.name, "distributions": list(plugin.distributions)})
+    return found

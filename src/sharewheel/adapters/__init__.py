@@ -49,6 +49,7 @@ class RepairJob:
     library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor (pack: PREFIX/lib)
     provided: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # unique name → writes its file
     require_archs: str | tuple[str, ...] | None = None  # macOS: delocate's --require-archs
+    provider_platforms: tuple[tuple[str, ...], ...] = ()  # each linked provider's platform tags
 
 
 @dataclass(frozen=True)

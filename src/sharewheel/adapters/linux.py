@@ -233,13 +233,21 @@ class LinuxAdapter:
             get_wheel_elfdata.cache_clear()  # keyed by path: a later wheel may reuse a temp path
 
         policies = abi.policies
+        overall = abi.overall_policy
+        floor = _provider_floor(policies, job.provider_platforms)
+        if floor is not None and overall > floor:
+            overall = floor  # a consumer is only installable where its providers are
         if plat_base == "auto":
-            policy = policies.lowest if abi.overall_policy == policies.linux else abi.overall_policy
+            policy = policies.lowest if overall == policies.linux else overall
         else:
             try:
                 policy = policies.get_policy_by_name(f"{plat_base}_{policies.architecture.value}")
             except LookupError:
                 raise SharewheelError(f"--plat {job.plat}: not a platform tag auditwheel knows for {policies.architecture.value}") from None
+            if floor is not None and policy > floor:
+                raise SharewheelError(
+                    f"--plat {job.plat}: older than {floor.name}, the oldest platform its providers' wheels support"
+                )
         limits = (
             (abi.sym_policy, "it uses too-recent versioned symbols (build on an older toolchain)"),
             (abi.ucs_policy, "it was built against a UCS2 Python"),
@@ -250,8 +258,8 @@ class LinuxAdapter:
             if policy > limit:
                 raise SharewheelError(f"{job.wheel.name}: cannot repair to {policy.name} because {why}")
         abis = [policy.name, *policy.aliases]
-        if policy < abi.overall_policy:
-            abis = [abi.overall_policy.name, *abi.overall_policy.aliases, *abis]
+        if policy < overall:
+            abis = [overall.name, *overall.aliases, *abis]
         replaced = set(get_replace_platforms(abis[0]))
         platforms = [p for p in job.platforms if p not in replaced]
         platforms = list(dict.fromkeys([*platforms, *abis]))
@@ -427,6 +435,22 @@ def _write_sbom(job: RepairJob, platforms: tuple[str, ...], sources: list[Path])
         [dist_info] = job.tree.glob("*.dist-info")
         (dist_info / "sboms").mkdir(exist_ok=True)
         (dist_info / "sboms" / "auditwheel.cdx.json").write_text(json.dumps(sbom))
+
+
+def _provider_floor(policies: Any, provider_platforms: tuple[tuple[str, ...], ...]) -> Any:
+    """The least compatible of the providers' best policies (None without providers): the
+    consumer's tag must not promise more than pip can find providers for."""
+    best = []
+    for tags in provider_platforms:
+        known = []
+        for tag in tags:
+            try:
+                known.append(policies.get_policy_by_name(tag))
+            except LookupError:
+                continue  # another libc's or architecture's tag
+        if known:
+            best.append(max(known))
+    return min(best) if best else None
 
 
 def _libc_of(binaries: dict[str, BinaryInfo]) -> Any:
