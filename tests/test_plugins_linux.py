@@ -205,6 +205,8 @@ def test_robotpy_native_wpiutil(pypi_wheel, provider_site: Site, build_env: Buil
     wheel = build_consumer(build_env, tmp_path / "src", "wpi_consumer", SHA1_BASE64, [*cflags, "-std=c++20"], libs,
                            cxx=True)
     output = repair(wheel, tmp_path / "out", "--provider", pypi_wheel(WPIUTIL))
+    # the provider exists only for glibc 2.35: the consumer must not claim an older platform
+    assert output.name.endswith("-manylinux_2_35_x86_64.whl"), output.name
     requirement = "robotpy-native-wpiutil==2026.2.2"
     assert_linked(output, tmp_path, "wpi_consumer", needed="libwpiutil.so", distribution="robotpy-native-wpiutil",
                   requirement=requirement)
