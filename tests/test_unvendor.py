@@ -7,6 +7,7 @@ Synthetic (acme, vendored by auditwheel itself) and real (numpy 2.2.6 onto scipy
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -289,3 +290,20 @@ def test_copy_outside_the_providers_series_is_refused(pypi_wheel, tmp_path: Path
     assert line.startswith(f"sharewheel: error: {wheel.name}: numpy.libs/libscipy_openblas64_-")
     assert "is version 0.3.29" in line and "scipy-openblas64==0.3.31.188.0" in line
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_show_names_the_plugin_and_the_copies(numpy_repaired: Numpy) -> None:
+    """Without --provider, show points at the copy a plugin's wheels could replace; with it,
+    it shows the provider (and the plugin describing it) and what repair would remove."""
+    hint = sharewheel("show", numpy_repaired.input).stdout
+    copy = one([p for p in numpy_repaired.removed if "openblas" in p])
+    assert (f"  {copy}: a vendored copy that scipy-openblas32 or scipy-openblas64 could replace "
+            "(plugin scipy-openblas; repair with --provider NAME)") in hint.splitlines()
+    report = json.loads(sharewheel("show", numpy_repaired.input, "--provider", numpy_repaired.blas,
+                                   "--json").stdout)
+    provided = [n for needs in report["binaries"].values() for n in needs if n["state"] == "provided"]
+    assert len(provided) >= 3 and {(n["provider"], n["plugin"], n["unique_name"]) for n in provided} == {
+        ("scipy-openblas64", "scipy-openblas", "libscipy_openblas64_.so")}
+    assert sorted(c["path"] for c in report["unvendor"]) == sorted(numpy_repaired.removed)
+    assert report["saved"] == sum(numpy_repaired.removed.values())
+    assert report["replaceable"] == []

@@ -36,6 +36,7 @@ from sharewheel import symbols
 from sharewheel.adapters import PlatformAdapter, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary
+from sharewheel.naming import library_key
 from sharewheel.plugin import Plugin, load_plugins, plugin_for
 from sharewheel.registry import Provider, installed_provider
 from sharewheel.vendored import vendored_copies
@@ -317,12 +318,6 @@ def check_environment(paths: Sequence[str], plugins: Sequence[Plugin] | None = N
     return _Audit(paths, load_plugins() if plugins is None else plugins).run()
 
 
-def _key(name: str) -> str:
-    """Library names compare by file name; DLL names case-insensitively, as Windows does."""
-    base = posixpath.basename(name)
-    return base.lower() if base.lower().endswith((".dll", ".pyd")) else base
-
-
 @dataclass
 class _Resolved:
     """A link resolved to an installed provider's file (pass 1), for its symbol check (pass 2)."""
@@ -395,11 +390,11 @@ class _Audit:
         for entry in self.providers:
             for library in entry.provider.provides.libraries:
                 for name in dict.fromkeys((library.name, library.unique_name)):
-                    other = claimed.setdefault(_key(name), entry)
+                    other = claimed.setdefault(library_key(name), entry)
                     a, b = canonicalize_name(other.item.name), canonicalize_name(entry.item.name)
-                    if a == b or (a, b, _key(name)) in reported:
+                    if a == b or (a, b, library_key(name)) in reported:
                         continue
-                    reported.add((a, b, _key(name)))
+                    reported.add((a, b, library_key(name)))
                     self.problems.append(Problem(
                         "conflict",
                         f"{other.item.label} (in {other.item.location}) and {entry.item.label} "
@@ -535,7 +530,7 @@ class _Audit:
             if others is None:  # a library it loads was not found: only the imports bound by name count
                 needed = symbols.imports_from(table, entry.link.needed, reference=symbols.SymbolTable())
             else:
-                rest = [t for name, t in others.items() if name != _key(entry.link.needed)]
+                rest = [t for name, t in others.items() if name != library_key(entry.link.needed)]
                 needed = symbols.imports_from(table, entry.link.needed, others=rest)
             absent = symbols.missing(needed, exported)
             if absent:
@@ -555,12 +550,12 @@ class _Audit:
         finds. None when one cannot be found: attributing unbound imports by elimination would
         then blame a provider for the symbols of the library not found."""
         described = adapter.describe(path)
-        linked = {_key(e.link.needed): e for e in entries}
-        own = {_key(posixpath.basename(f.as_posix())): f.as_posix() for f in item.dist.files or ()}
+        linked = {library_key(e.link.needed): e for e in entries}
+        own = {library_key(posixpath.basename(f.as_posix())): f.as_posix() for f in item.dist.files or ()}
         searched: dict[str, Path] | None = None
         tables: dict[str, symbols.SymbolTable] = {}
         for name in (posixpath.basename(n) for n in (described.needed if described else ())):
-            key = _key(name)
+            key = library_key(name)
             candidate: Path | None = None
             if key in linked:
                 candidate = linked[key].file
@@ -599,12 +594,12 @@ class _Audit:
         for entry in self.providers:
             for library in entry.provider.provides.libraries:
                 for name in (library.name, library.unique_name):
-                    offered.setdefault(_key(name), entry)
+                    offered.setdefault(library_key(name), entry)
         duplicates = []
         for stem, copies in sorted(groups.items()):
             if len(copies) < 2 or len({canonicalize_name(c.distribution) for c in copies}) < 2:
                 continue
-            provider = next((offered[_key(n)] for n in originals[stem] if _key(n) in offered), None)
+            provider = next((offered[library_key(n)] for n in originals[stem] if library_key(n) in offered), None)
             saving = sum(c.size for c in copies) - max(c.size for c in copies)
             duplicates.append(Duplicate(stem, tuple(copies), saving, provider))
         return duplicates
@@ -612,7 +607,7 @@ class _Audit:
 
 def _offered(copy: InstalledProvider, needed: str) -> ProvidedLibrary | None:
     return next(
-        (lib for lib in copy.provider.provides.libraries if _key(needed) in (_key(lib.unique_name), _key(lib.name))),
+        (lib for lib in copy.provider.provides.libraries if library_key(needed) in (library_key(lib.unique_name), library_key(lib.name))),
         None,
     )
 

@@ -10,6 +10,7 @@ can live in one process. It never depends on file contents.
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 
 from packaging.utils import canonicalize_name
@@ -55,3 +56,10 @@ def link_name(filename: str) -> str:
     unique = _UNIQUE.match(filename)
     stem = unique["stem"] if unique else library_stem(filename)
     return stem.removeprefix("lib")
+
+
+def library_key(name: str) -> str:
+    """How loaders compare library names: by file name (Mach-O load commands are paths), DLL
+    names case-insensitively, as Windows does."""
+    base = posixpath.basename(name)
+    return base.lower() if base.lower().endswith((".dll", ".pyd")) else base

@@ -32,6 +32,7 @@ from sharewheel import loader_template
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
+from sharewheel.naming import library_key
 from sharewheel.platforms import PlatformKey, keys_of
 from sharewheel.plugin import Plugin, load_plugins, plugin_for
 from sharewheel.wheelfile import InputWheel
@@ -132,7 +133,7 @@ class Registry:
         self._by_name: dict[str, Match] = {}
         for provider in self.providers:
             for library in provider.provides.libraries:
-                for name in {_key(library.name), _key(library.unique_name)}:
+                for name in {library_key(library.name), library_key(library.unique_name)}:
                     other = self._by_name.get(name)
                     if other and canonicalize_name(other.provider.distribution) != canonicalize_name(
                         provider.distribution
@@ -145,7 +146,7 @@ class Registry:
 
     def lookup(self, name: str) -> Match | None:
         """The provider of a needed library, matched by file name (Mach-O load commands are paths)."""
-        return self._by_name.get(_key(name))
+        return self._by_name.get(library_key(name))
 
     def distribution(self, name: str) -> Provider | None:
         """The newest release of a provider distribution."""
@@ -180,12 +181,6 @@ def _checked(provider: Provider) -> Provider:
     except SharewheelError as e:
         raise SharewheelError(f"{provider.origin}: {MANIFEST_NAME}: {e}") from None
     return provider
-
-
-def _key(name: str) -> str:
-    """Library names compare by file name; DLL names case-insensitively, as Windows does."""
-    base = posixpath.basename(name)
-    return base.lower() if base.lower().endswith((".dll", ".pyd")) else base
 
 
 def read_provider_wheel(path: Path, plugins: Sequence[Plugin] = ()) -> Provider | None:

@@ -34,6 +34,7 @@ from sharewheel.platforms import keys_of
 from sharewheel.registry import Match, Registry
 from sharewheel.symbols import SymbolTable
 from sharewheel.unvendor import Unvendoring, describe_saved, plan_unvendoring
+from sharewheel.vendored import is_vendored_path
 from sharewheel.wheelfile import InputWheel, Unchanged, work_dir, write_wheel
 
 log = logging.getLogger("repair")
@@ -142,8 +143,9 @@ def repair_wheel(
         if options.install_hook:
             renamed |= install_hooks(tree, binaries, plan.runtime, wheel.name.distribution)
         links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
-        vendored = tuple(sorted({*outcome.vendored, *(v for v in previous.vendored if (tree / v).is_file())}))
-        vendored = tuple(v for v in vendored if v not in unvendoring.removed)
+        # what this repair vendored, and the copies an earlier repair (by any tool) left in place
+        earlier = {*previous.vendored, *(b for b in binaries if is_vendored_path(b))}
+        vendored = tuple(sorted({*outcome.vendored, *(v for v in earlier if (tree / v).is_file())}))
         dist_info = tree / wheel.dist_info
         metadata = dist_info / "METADATA"
         metadata.write_text(

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sharewheel.naming import library_key
+
 Symbol = tuple[str, "str | None"]  # (name, version); version None: unversioned
 
 
@@ -54,10 +56,6 @@ def cached_by_file(read: Callable[[Path], SymbolTable]) -> Callable[[Path], Symb
     return wrapper
 
 
-def _key(name: str) -> str:
-    return name.lower() if name.lower().endswith((".dll", ".pyd")) else name
-
-
 def imports_from(
     binary: SymbolTable,
     library: str,
@@ -66,7 +64,7 @@ def imports_from(
     others: Iterable[SymbolTable] = (),
 ) -> set[Symbol]:
     """The symbols `binary` imports from the library it names `library`."""
-    bound = {sym for name, syms in binary.imports.items() if name is not None and _key(name) == _key(library)
+    bound = {sym for name, syms in binary.imports.items() if name is not None and library_key(name) == library_key(library)
              for sym in syms}
     unbound = binary.imports.get(None, frozenset())
     if reference is not None:

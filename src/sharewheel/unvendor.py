@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from sharewheel.adapters import BinaryInfo
 from sharewheel.errors import SharewheelError
+from sharewheel.naming import library_key
 from sharewheel.registry import Match, Registry
 from sharewheel.vendored import VendoredCopy, is_vendored_path
 
@@ -37,30 +38,26 @@ class Unvendoring:
     saved: int = 0  # bytes
 
     def stand_in(self, needed: str) -> Match | None:
-        return self.replaced.get(_key(posixpath.basename(needed)))
+        return self.replaced.get(library_key(posixpath.basename(needed)))
 
     def reference(self, needed: str) -> str | None:
         """The tree path of the copy a needed name referred to, if it is being replaced."""
-        return self.copies.get(_key(posixpath.basename(needed)))
+        return self.copies.get(library_key(posixpath.basename(needed)))
 
     def apply(self, tree: Path) -> None:
         """Remove the copies; drop them from delvewheel's load-order files; remove emptied dirs."""
         for path in self.removed:
             (tree / path).unlink()
-        names = {_key(posixpath.basename(p)) for p in self.removed}
+        names = {library_key(posixpath.basename(p)) for p in self.removed}
         for directory in sorted({posixpath.dirname(p) for p in self.removed}):
             for order in (tree / directory).glob(".load-order-*"):
-                kept = [n for n in order.read_text(encoding="utf-8").split() if _key(n) not in names]
+                kept = [n for n in order.read_text(encoding="utf-8").split() if library_key(n) not in names]
                 if kept:
                     order.write_text("\n".join(kept) + "\n", encoding="utf-8")
                 else:
                     order.unlink()
             if not any((tree / directory).iterdir()):
                 (tree / directory).rmdir()
-
-
-def _key(name: str) -> str:
-    return name.lower() if name.lower().endswith((".dll", ".pyd")) else name
 
 
 def plan_unvendoring(
@@ -91,19 +88,19 @@ def plan_unvendoring(
         if floor is not None:
             key = canonicalize_name(match.provider.distribution)
             floors[key] = min(floor, floors.get(key, floor))
-        replaced[_key(copy.name)] = match
-        paths[_key(copy.name)] = path
+        replaced[library_key(copy.name)] = match
+        paths[library_key(copy.name)] = path
     if not replaced:
         return Unvendoring()
 
     # what stays reachable from the wheel's own binaries once the replaced copies are gone
-    by_name = {_key(copy.name): path for path, copy in copies.items()}
+    by_name = {library_key(copy.name): path for path, copy in copies.items()}
     reachable: set[str] = set()
     pending = [b for b in binaries if b not in copies]
     while pending:
         binary = pending.pop()
         for needed in binaries[binary].needed:
-            name = _key(posixpath.basename(needed))
+            name = library_key(posixpath.basename(needed))
             target = by_name.get(name)
             if target is None or name in replaced or target in reachable:
                 continue
