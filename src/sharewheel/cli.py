@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,13 +75,63 @@ class _Group(click.Group):
             sys.exit(3)
 
 
+def _versions() -> str:
+    """sharewheel's version and those of the pypa tools whose internals it calls."""
+    import importlib.metadata
+
+    tools = []
+    for tool in ("auditwheel", "delocate", "delvewheel"):
+        try:
+            tools.append(f"{tool} {importlib.metadata.version(tool)}")
+        except importlib.metadata.PackageNotFoundError:
+            tools.append(f"{tool} not installed")
+    return f"sharewheel {__version__} ({', '.join(tools)}; Python {sys.version.split()[0]})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit()
+
+
+class _TerminalProgress:
+    """A progress bar per stage of a repair, on stderr, only when it is a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def stage(self, label: str, total: int) -> None:
+        self._finish()
+        if label:
+            self._bar = click.progressbar(length=max(total, 1), label=f"{label:<10}", file=sys.stderr,
+                                          show_eta=False, show_percent=total > 0, width=30)
+            self._bar.__enter__()
+
+    def advance(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(min(done, self._bar.length - self._bar.pos))
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._bar.length - self._bar.pos)
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+PROGRESS_MIN_BYTES = 16 << 20  # smaller wheels repair in a second or two: no bar
+
+
 @click.group(cls=_Group)
-@click.version_option(__version__, prog_name="sharewheel")
-@click.option("-v", "--verbose", count=True, help="Log more (repeat for debug output).")
-def main(verbose: int) -> None:
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version of sharewheel and of auditwheel, delocate and delvewheel, and exit.")
+@click.option("-v", "--verbose", count=True, help="Log more: -v shows repair's plan (repeat for debug output).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, and only warnings and errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Share native libraries between wheels instead of vendoring a copy into each."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="sharewheel: %(name)s: %(message)s")
+    ctx.obj = {"verbose": 0 if quiet else verbose, "quiet": quiet}
 
 
 @main.command()
@@ -111,20 +162,37 @@ def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
 @click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
 @_provider_option
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Neither vendor nor relink libraries matching this soname pattern (repeatable).")
-@click.option("--plat", default="auto", show_default=True, help="Platform tag to repair to (default: the best auditwheel allows).")
+@click.option("--plat", envvar="AUDITWHEEL_PLAT", default="auto", show_default=True,
+              help="Linux: platform tag to repair to, as auditwheel's --plat (default: $AUDITWHEEL_PLAT, which the "
+              "manylinux images set, else the best auditwheel's policies allow).")
 @click.option("-L", "--lib-sdir", default=None, help="Where vendored libraries go, as in auditwheel (default .libs) and delocate (default .dylibs).")
 @click.option("--require-archs", default=None, metavar="ARCHS", help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's {delocate_archs}).")
-def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...], plugins: tuple[Path, ...],
-           exclude: tuple[str, ...], plat: str, lib_sdir: str | None, require_archs: str | None) -> None:
-    """Link WHEELS to provider wheels instead of vendoring what those provide."""
+@click.option("--abi", "abi", multiple=True, metavar="NAME=POLICY", help="Narrow provider NAME's Requires-Dist by an ABI policy (major, minor, exact or a template); never widens it (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print what repair would link, vendor, remove and require, and write nothing.")
+@click.pass_context
+def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...],
+           plugins: tuple[Path, ...], exclude: tuple[str, ...], plat: str, lib_sdir: str | None,
+           require_archs: str | None, dry_run: bool, abi: tuple[str, ...]) -> None:
+    """Link WHEELS to provider wheels instead of vendoring what those provide.
+
+    --provider, --plugin, --exclude and --abi default to SHAREWHEEL_PROVIDERS, _PLUGINS, _EXCLUDE
+    and _ABI, then to [tool.sharewheel] of the nearest pyproject.toml (see the README)."""
+    from sharewheel.config import Settings, abi_flags, resolve
     from sharewheel.repair import RepairOptions, repair_wheel
 
     archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
-    options = RepairOptions(providers=providers, plugins=plugins, exclude=exclude, plat=plat, lib_sdir=lib_sdir, require_archs=archs)
+    config = resolve(Settings(providers or None, plugins or None, exclude or None, abi_flags(abi)))
+    options = RepairOptions(providers=config.providers, plugins=config.plugins, exclude=config.exclude, plat=plat,
+                            lib_sdir=lib_sdir, require_archs=archs, abi=config.abi)
     written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
+    settings = ctx.obj or {}
     for path in _expand(wheels):
-        report = repair_wheel(path, wheel_dir, options, taken=written)
+        bar = not settings.get("quiet") and sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
+        progress = _TerminalProgress() if bar else None
+        report = repair_wheel(path, wheel_dir, replace(options, dry_run=dry_run, progress=progress), taken=written)
         written[report.output] = path
+        if dry_run or settings.get("verbose"):
+            click.echo("\n".join(f"  {line}" for line in report.plan()), err=not dry_run)
         click.echo(report.summary())
 
 
@@ -134,9 +202,11 @@ def repair(wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...],
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], as_json: bool) -> None:
     """Show, for each binary in WHEEL, how each needed library is satisfied."""
+    from sharewheel.config import Settings, resolve
     from sharewheel.show import show_wheel
 
-    report = show_wheel(wheel, providers, plugins)
+    config = resolve(Settings(providers or None, plugins or None))  # as repair finds them
+    report = show_wheel(wheel, config.providers, config.plugins)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
 
 
@@ -157,6 +227,38 @@ def check(interpreter: str | None, paths: tuple[Path, ...], as_json: bool) -> in
     report = check_environment(audit_paths(interpreter, paths))
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
     return 0 if report.ok else 1
+
+
+def _environment_options(function: F) -> F:
+    """--python / --path: which environment's providers (default: the running interpreter's)."""
+    function = click.option("--path", "paths", multiple=True, type=click.Path(path_type=Path), metavar="DIR",
+                            help="Look in these directories instead of a sys.path (repeatable).")(function)
+    return click.option("--python", "interpreter", default=None, metavar="PYTHON",
+                        help="Look in this interpreter's sys.path (sharewheel may live apart, e.g. in pipx).")(function)
+
+
+@main.command("pkgconfig-path")
+@_environment_options
+def pkgconfig_path(interpreter: str | None, paths: tuple[Path, ...]) -> None:
+    """Print the pkg-config directories of all installed providers, joined for PKG_CONFIG_PATH."""
+    from sharewheel.buildpaths import joined
+    from sharewheel.check import audit_paths
+
+    if interpreter is not None and paths:
+        raise click.UsageError("--python and --path are mutually exclusive")
+    click.echo(joined(audit_paths(interpreter, paths), "pkgconfig"))
+
+
+@main.command("cmake-prefix-path")
+@_environment_options
+def cmake_prefix_path(interpreter: str | None, paths: tuple[Path, ...]) -> None:
+    """Print the CMake package directories of all installed providers, joined for CMAKE_PREFIX_PATH."""
+    from sharewheel.buildpaths import joined
+    from sharewheel.check import audit_paths
+
+    if interpreter is not None and paths:
+        raise click.UsageError("--python and --path are mutually exclusive")
+    click.echo(joined(audit_paths(interpreter, paths), "cmake"))
 
 
 def _expand(patterns: tuple[str, ...]) -> list[Path]:

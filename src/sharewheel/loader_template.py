@@ -6,10 +6,14 @@ Both the provider (for the providers it requires) and the consumer hook use one 
 ship the exact library file this wheel was linked to (another ABI series shadows it), look
 for a copy that does in the other sys.path entries and load that one under a private module
 name. That is what lets two series of one library serve two consumers in one process.
+
+On musl libc the preload does not satisfy the binaries' DT_NEEDED (see ``_layout_error``): hooks of
+musllinux wheels also check that the binaries' RPATH fallback reaches the provider's files.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import textwrap
 from collections.abc import Sequence
@@ -30,6 +34,7 @@ class Requirement:
     requirement: str  # the Requires-Dist, shown in the pip command of the error
     files: tuple[str, ...]  # unique library files the wheel was linked to; preload: their paths
     how: str = "provider"  # provider: its load(); import: importing `package` loads them; preload
+    lib_dirs: tuple[str, ...] = ()  # where the linked files lie in the provider's wheel (RPATH fallbacks)
 
 
 _REQUIRE = '''
@@ -49,8 +54,45 @@ def _ships(package_dir, files):
     return all(os.path.isfile(os.path.join(lib_dir, f)) for f in files)
 
 
-def _require(package, distribution, requirement, files, needed_by):
-    """Load provider `package` from the sys.path entry that ships `files`, and return it."""
+def _layout_error(libc, origin, fallbacks, loaded, ld_library_path, distribution, requirement, needed_by):
+    """The ImportError for a layout the `libc` loader cannot serve, or None.
+
+    glibc (like dyld and Windows) gives a needed library name the library already loaded under it,
+    so the preload serves consumers in any sys.path entry. musl does not: it reuses a loaded library
+    only when its own search (LD_LIBRARY_PATH, then the needing binary's RPATH: `fallbacks`,
+    relative to `origin`, the directory of this module) reaches that very file. `loaded`: the
+    provider's files as loaded (full paths, or bare names when unknown).
+    """
+    if libc != "musl":
+        return None
+    dirs = [os.path.join(origin, d) for d in fallbacks] + [d for d in ld_library_path.split(os.pathsep) if d]
+    for path in loaded:
+        name = os.path.basename(path)
+        if any(os.path.isfile(os.path.join(d, name)) for d in dirs):
+            continue
+        where = os.path.normpath(os.path.join(origin, fallbacks[0])) if fallbacks else origin
+        lib_dir = os.path.dirname(path)
+        return ImportError(
+            f"{needed_by} needs {distribution} in the same site-packages on musl libc (musllinux): "
+            f"musl's loader does not reuse {path} loaded by full path"
+            f"{'' if lib_dir else ' from another sys.path entry'}; it looks for {name} only in "
+            f"{where} (the RPATH of {needed_by}'s binaries) and LD_LIBRARY_PATH. Install {needed_by} "
+            f"and {distribution} into one environment (pip install '{requirement}' there)"
+            f"{', or start Python with LD_LIBRARY_PATH=' + lib_dir if lib_dir else ''}."
+        )
+    return None
+
+
+def _check_layout(libc, fallbacks, loaded, distribution, requirement, needed_by):
+    error = _layout_error(libc, os.path.dirname(__file__), fallbacks, loaded,
+                          os.environ.get("LD_LIBRARY_PATH", ""), distribution, requirement, needed_by)
+    if error is not None:
+        raise error
+
+
+def _require(package, distribution, requirement, files, needed_by, libc="", fallbacks=()):
+    """Load provider `package` from the sys.path entry that ships `files`, and return it;
+    `libc`, `fallbacks`: see _layout_error."""
     found = None
     try:
         module = importlib.import_module(package)  # thread-safe by itself
@@ -61,6 +103,9 @@ def _require(package, distribution, requirement, files, needed_by):
         if getattr(module, "__file__", None):
             found = os.path.dirname(os.path.realpath(module.__file__))
         if found is not None and _ships(found, files):
+            if libc:
+                _check_layout(libc, fallbacks, [os.path.join(found, "lib", f) for f in files], distribution,
+                              requirement, needed_by)
             module.load()
             return module
     for entry in sys.path:
@@ -80,6 +125,9 @@ def _require(package, distribution, requirement, files, needed_by):
                 module = module_from_spec(spec)
                 spec.loader.exec_module(module)
                 sys.modules[name] = module  # published only once it has run
+        if libc:
+            _check_layout(libc, fallbacks, [os.path.join(package_dir, "lib", f) for f in files], distribution,
+                          requirement, needed_by)
         module.load()
         return module
     other = "" if found is None else (
@@ -96,20 +144,24 @@ def _missing(distribution, requirement, needed_by, name, detail=""):
     )
 
 
-def _import_provider(module, distribution, requirement, needed_by):
+def _import_provider(module, distribution, requirement, needed_by, libc="", fallbacks=(), files=()):
     """A third-party provider whose own module loads its libraries when imported."""
     try:
-        return importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ModuleNotFoundError as e:
         if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
             raise
+    else:
+        if libc:
+            _check_layout(libc, fallbacks, files, distribution, requirement, needed_by)
+        return imported
     raise _missing(distribution, requirement, needed_by, module)
 
 
 _preloaded = sys.__dict__.setdefault("_sharewheel_preloaded", {})
 
 
-def _preload(distribution, requirement, paths, needed_by):
+def _preload(distribution, requirement, paths, needed_by, libc="", fallbacks=()):
     """Load a third-party provider's files by full path, dependencies first, from the first
     absolute sys.path entry that has them all (a loaded library satisfies later lookups of its name)."""
     key = (distribution,) + tuple(paths)
@@ -122,6 +174,8 @@ def _preload(distribution, requirement, paths, needed_by):
             files = [os.path.join(entry, *path.split("/")) for path in paths]
             if not all(os.path.isfile(f) for f in files):
                 continue
+            if libc:
+                _check_layout(libc, fallbacks, files, distribution, requirement, needed_by)
             handles = []
             for path in files:
                 try:
@@ -142,15 +196,24 @@ def _preload(distribution, requirement, paths, needed_by):
 '''
 
 
-def _require_calls(requirements: Sequence[Requirement], needed_by: str, indent: str) -> str:
+def _require_calls(
+    requirements: Sequence[Requirement], needed_by: str, indent: str, *, libc: str = "", package: str = ""
+) -> str:
+    """The calls that load `requirements`; with libc "musl" each also names the binaries' RPATH
+    fallbacks relative to `package` (the wheel directory of the module holding the calls)."""
     lines = []
     for r in requirements:
+        musl = ""
+        if libc == "musl":
+            fallbacks = tuple(posixpath.relpath(d, package or ".") for d in r.lib_dirs)
+            musl = f", libc='musl', fallbacks={fallbacks!r}"
         if r.how == "import":
-            call = f"_import_provider({r.package!r}, {r.distribution!r}, {r.requirement!r}, {needed_by!r})"
+            files = f", files={r.files!r}" if musl else ""
+            call = f"_import_provider({r.package!r}, {r.distribution!r}, {r.requirement!r}, {needed_by!r}{musl}{files})"
         elif r.how == "preload":
-            call = f"_preload({r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
+            call = f"_preload({r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r}{musl})"
         else:
-            call = f"_require({r.package!r}, {r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r})"
+            call = f"_require({r.package!r}, {r.distribution!r}, {r.requirement!r}, {r.files!r}, {needed_by!r}{musl})"
         lines.append(indent + call)
     return "\n".join(lines) or f"{indent}pass"
 
@@ -161,8 +224,11 @@ def provider_init(
     version: str,
     libraries: Sequence[str],
     requires: Sequence[Requirement],
+    libc: str = "",
+    package: str = "",
 ) -> str:
-    """The provider package's ``__init__.py``: load() and the get_*_dir() helpers."""
+    """The provider package's ``__init__.py``: load() and the get_*_dir() helpers; `libc` "musl"
+    (its libraries link musl's) checks the layout of the providers it requires (see _require_calls)."""
     return f'''"""{distribution} {version}: native libraries packed by sharewheel.
 
 Importing this package loads {", ".join(libraries)} (RTLD_LOCAL, dependencies first), so that
@@ -172,7 +238,7 @@ Generated code, standard library only.
 {_REQUIRE}
 
 __version__ = {version!r}
-__all__ = ["load", "get_lib_dir", "get_include_dir", "get_pkgconfig_dir"]
+__all__ = ["load", "get_lib_dir", "get_include_dir", "get_pkgconfig_dir", "get_cmake_dir"]
 
 _HERE = os.path.dirname(os.path.realpath(__file__))
 _LIBRARIES = {tuple(libraries)!r}  # in load order
@@ -190,6 +256,11 @@ def get_include_dir():
 
 def get_pkgconfig_dir():
     return os.path.join(_HERE, "lib", "pkgconfig")
+
+
+def get_cmake_dir():
+    """A CMAKE_PREFIX_PATH entry: it holds one CMake package per library (lib/cmake/<name>/)."""
+    return os.path.join(_HERE, "lib", "cmake")
 
 
 def _dlopen(path):
@@ -212,7 +283,7 @@ def load():
     with _load_lock:
         if _loaded:
             return
-{_require_calls(requires, distribution, " " * 8)}
+{_require_calls(requires, distribution, " " * 8, libc=libc, package=package)}
         lib_dir = get_lib_dir()
         if sys.platform == "win32":
             _handles.append(os.add_dll_directory(lib_dir))
@@ -229,12 +300,52 @@ load()
 '''
 
 
-def consumer_hook(requirements: Sequence[Requirement], needed_by: str) -> str:
-    """The hook module a consumer package imports before any of its extension modules."""
+def provider_main(distribution: str, package: str) -> str:
+    """The provider package's ``__main__.py``: ``python -m <package> --cmake-dir`` and friends
+    print the build directories, for CI scripts and build files that cannot import Python."""
+    return f'''"""python -m {package} --cmake-dir | --pkgconfig-dir | --include-dir | --lib-dir (generated by sharewheel)."""
+
+import argparse
+
+from . import __version__, get_cmake_dir, get_include_dir, get_lib_dir, get_pkgconfig_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m {package}",
+        description="Print the directories of the native-lib wheel {distribution}, one a line, in the order asked.",
+    )
+    for flag, function, what in (
+        ("--cmake-dir", get_cmake_dir, "a CMAKE_PREFIX_PATH entry for find_package(NAME CONFIG)"),
+        ("--pkgconfig-dir", get_pkgconfig_dir, "a PKG_CONFIG_PATH entry for pkg-config and meson"),
+        ("--include-dir", get_include_dir, "the headers"),
+        ("--lib-dir", get_lib_dir, "the libraries"),
+    ):
+        parser.add_argument(flag, dest="dirs", action="append_const", const=function, help=what)
+    parser.add_argument("--version", action="version", version="{distribution} " + __version__)
+    args = parser.parse_args(argv)
+    if not args.dirs:
+        parser.error("give at least one of --cmake-dir, --pkgconfig-dir, --include-dir, --lib-dir")
+    for function in args.dirs:
+        print(function())
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def consumer_hook(requirements: Sequence[Requirement], needed_by: str, *, libc: str = "", package: str = "") -> str:
+    """The hook module a consumer package imports before any of its extension modules.
+
+    `libc`: "musl" for a musllinux wheel (its binaries load only under musl's loader, so the tag is
+    exact where a run-time guess from the stdlib is not), which adds the layout check; `package`:
+    the hook's directory in the wheel ("" at the top level), which its RPATH fallbacks are relative to.
+    """
     return f'''"""Generated by sharewheel: loads the native-lib providers {needed_by} was linked to."""
 {_REQUIRE}
 
-{_require_calls(requirements, needed_by, "")}
+{_require_calls(requirements, needed_by, "", libc=libc, package=package)}
 '''
 
 

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import posixpath
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from sharewheel import __version__, loader_template, pkgconfig
+from sharewheel import __version__, cmake_package, loader_template, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
-from sharewheel.platforms import keys_of
+from sharewheel.platforms import is_musl_libc, keys_of
 from sharewheel.registry import ENTRY_POINT_GROUP, Provider, Registry
 from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
 from sharewheel.wheelfile import WheelName, work_dir, write_wheel
@@ -57,7 +59,8 @@ def pack(options: PackOptions) -> RepairReport:
     adapter = _prefix_adapter(prefix)
     libraries = _load_order(_select(adapter.prefix_libraries(prefix), options.libs, prefix))
     platform = adapter.platform_tag(libraries[0].path)
-    registry = Registry.discover(options.providers, keys_of([platform]), plugin_files=options.plugins)
+    needed = [name for lib in libraries for name in lib.needed]  # a linux_<arch> tag names no libc
+    registry = Registry.discover(options.providers, keys_of([platform], needed), plugin_files=options.plugins)
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
 
     with work_dir() as tmp:
@@ -75,6 +78,7 @@ def pack(options: PackOptions) -> RepairReport:
             shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
         requires = _required_providers(libraries, registry, options.requires, distribution)
         _write_pkgconfig(prefix, lib_dir / "pkgconfig", libraries, unique, requires, distribution, package, str(version))
+        _write_cmake(lib_dir, libraries, unique, requires, adapter.os, distribution, package, version, policy, platform)
         runtime = [p.runtime(lib.unique_name for lib in p.provides.libraries) for p in requires]
         (package_dir / "__init__.py").write_text(
             loader_template.provider_init(
@@ -82,9 +86,12 @@ def pack(options: PackOptions) -> RepairReport:
                 version=str(version),
                 libraries=[unique[lib.name] for lib in libraries],
                 requires=runtime,
+                libc="musl" if any(map(is_musl_libc, needed)) else "",
+                package=package,
             ),
             encoding="utf-8",
         )
+        (package_dir / "__main__.py").write_text(loader_template.provider_main(distribution, package), encoding="utf-8")
 
         name = WheelName.parse(f"{package}-{version}-py3-none-{platform}.whl")
         dist_info = tree / name.dist_info
@@ -217,6 +224,72 @@ def _write_pkgconfig(
         )
 
 
+def _write_cmake(
+    lib_dir: Path,
+    libraries: list[PrefixLibrary],
+    unique: dict[str, str],
+    requires: list[Provider],
+    system: str,
+    distribution: str,
+    package: str,
+    version: Version,
+    policy: AbiPolicy,
+    platform: str,
+) -> None:
+    """One relocatable CMake package per library, named like its .pc (see cmake_package)."""
+    implibs = cmake_package.import_library_for(
+        [lib.name for lib in libraries], [p.name for p in lib_dir.glob("*") if p.name.endswith((".dll.a", ".lib"))]
+    ) if system == "windows" else {}
+    # the name -l links: on Windows the import library's (libacme.dll.a for libtool's libacme-3.dll)
+    ours = {lib.name: link_name(implibs.get(lib.name, lib.name)) for lib in libraries}
+    others = tuple(
+        cmake_package.Dependency(name, cmake_package.cmake_version(p.version), p.provides.package)
+        for p in requires for name in _cmake_packages(p)
+    )
+    for lib in libraries:
+        name = ours[lib.name]
+        directory = lib_dir / "cmake" / name
+        if directory.exists():
+            continue  # two libraries with one link name: the first (in load order) keeps it
+        directory.mkdir(parents=True)
+        siblings = sorted({ours[n] for n in map(posixpath.basename, lib.needed) if n in ours and ours[n] != name})
+        soname = {"linux": unique[lib.name], "macos": f"@rpath/{unique[lib.name]}"}.get(system)
+        target = cmake_package.CMakeLibrary(
+            name=name,
+            file=f"lib/{unique[lib.name]}",
+            soname=soname,
+            implib=f"lib/{implibs[lib.name]}" if lib.name in implibs else None,
+            has_include=(lib_dir.parent / "include").is_dir(),
+            dependencies=(*(cmake_package.Dependency(s) for s in siblings), *others),
+        )
+        (directory / f"{name}Config.cmake").write_text(
+            cmake_package.config_file(target, distribution=distribution, version=str(version), package=package, os=system),
+            encoding="utf-8",
+        )
+        (directory / f"{name}ConfigVersion.cmake").write_text(
+            cmake_package.version_file(name, distribution=distribution, version=version, policy=policy, platform=platform),
+            encoding="utf-8",
+        )
+
+
+def _cmake_packages(provider: Provider) -> list[str]:
+    """The CMake packages another provider ships (none for third-party wheels and providers
+    packed before sharewheel wrote them), read from its files: `lib/cmake/<name>/<name>Config.cmake`."""
+    root = f"{provider.provides.package}/lib/cmake/"
+    if provider.source.is_file():
+        with zipfile.ZipFile(provider.source) as zf:
+            names = zf.namelist()
+    else:
+        base = provider.source / root
+        names = [f"{root}{p.relative_to(base).as_posix()}" for p in base.glob("*/*Config.cmake")] if base.is_dir() else []
+    found = set()
+    for name in names:
+        parts = name[len(root):].split("/") if name.startswith(root) else []
+        if len(parts) == 2 and parts[1] == f"{parts[0]}Config.cmake":
+            found.add(parts[0])
+    return sorted(found)
+
+
 def _write_dist_info(
     dist_info: Path,
     distribution: str,
@@ -244,6 +317,8 @@ def _write_dist_info(
     )
     pc_entries = "".join(f"{link_name(lib.name)} = {package}.lib.pkgconfig\n" for lib in libraries)
     (dist_info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\n{distribution} = {package}\n\n[pkg_config]\n{pc_entries}",
+        f"[{ENTRY_POINT_GROUP}]\n{distribution} = {package}\n\n[pkg_config]\n{pc_entries}"
+        # scikit-build-core adds a cmake.prefix entry point's package dir to CMAKE_PREFIX_PATH
+        f"\n[cmake.prefix]\n{distribution} = {package}\n",
         encoding="utf-8",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _LINUX = re.compile(r"^(?P<family>manylinux|musllinux|linux)(?:_\d+_\d+|1|2010|2014)?_(?P<arch>.+)$")
@@ -34,13 +35,26 @@ def platform_key(tag: str) -> PlatformKey | None:
 _FAT_ARCHS = {"universal2": ("arm64", "x86_64"), "universal": ("i386", "x86_64"), "intel": ("i386", "x86_64")}
 
 
-def keys_of(tags: list[str]) -> set[PlatformKey]:
-    """The OS-architecture pairs binaries with these tags run on; macOS fat tags name each slice."""
+def is_musl_libc(needed: str) -> bool:
+    """Whether a DT_NEEDED names musl's libc as musllinux binaries link it: `libc.musl-<arch>.so.1`
+    (Alpine's soname, what auditwheel's musllinux policies allow)."""
+    return needed.startswith("libc.musl-")
+
+
+def keys_of(tags: list[str], needed: Iterable[str] = ()) -> set[PlatformKey]:
+    """The OS-architecture pairs binaries with these tags run on; macOS fat tags name each slice.
+
+    A plain `linux_<arch>` tag (a wheel before repair) names no libc: it is musllinux when
+    `needed` (its binaries' DT_NEEDED) names musl's libc, so a musl consumer finds musl providers.
+    """
+    musl = any(map(is_musl_libc, needed))
     keys = set()
     for tag in tags:
         key = platform_key(tag)
         if key is None:
             continue
+        if musl and tag.startswith("linux_"):
+            key = PlatformKey("musllinux", key.arch)
         for arch in _FAT_ARCHS.get(key.arch, (key.arch,)) if key.os == "macos" else (key.arch,):
             keys.add(PlatformKey(key.os, arch))
     return keys

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from sharewheel import loader_template
-from sharewheel.abi import AbiPolicy, parse_version
+from sharewheel.abi import AbiPolicy, narrow, parse_version
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import library_key
@@ -51,6 +51,7 @@ class Provider:
     module: str | None = None
     needs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # unique → provided it needs
     _files: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
+    consumer_abi: AbiPolicy | None = None  # the consumer's override ([tool.sharewheel.abi]): narrows only
 
     def copy_library(self, library: ProvidedLibrary, dest: Path) -> None:
         """Stream the provided file to `dest` (some OS tools must see it to leave it alone)."""
@@ -74,11 +75,18 @@ class Provider:
         """How the consumer hook loads this provider, for a consumer linked to `files` (unique names)."""
         linked = sorted(set(files))
         requirement = str(self.requirement(floor))
+        paths = {lib.unique_name: lib.path for lib in self.provides.libraries}
+        # the directories of the linked files: the binaries' RPATH fallbacks (musl's hook checks them)
+        lib_dirs = tuple(sorted({posixpath.dirname(paths[u]) for u in linked if u in paths}))
         if self.load == "provider":
-            return loader_template.Requirement(self.provides.package, self.distribution, requirement, tuple(linked))
+            return loader_template.Requirement(
+                self.provides.package, self.distribution, requirement, tuple(linked), lib_dirs=lib_dirs
+            )
         if self.load == "import":
             assert self.module is not None
-            return loader_template.Requirement(self.module, self.distribution, requirement, tuple(linked), "import")
+            return loader_template.Requirement(
+                self.module, self.distribution, requirement, tuple(linked), "import", lib_dirs
+            )
         order: list[str] = []  # preload: the linked files and what they need, dependencies first
 
         def visit(unique: str) -> None:
@@ -89,9 +97,11 @@ class Provider:
 
         for unique in linked:
             visit(unique)
-        paths = {lib.unique_name: lib.path for lib in self.provides.libraries}
+        # their dependencies' directories too: the preload checks every file it loads, and in one
+        # site-packages the linked files' own RPATHs find those there
+        lib_dirs = tuple(sorted({posixpath.dirname(paths[u]) for u in order}))
         return loader_template.Requirement(
-            self.provides.package, self.distribution, requirement, tuple(paths[u] for u in order), "preload"
+            self.provides.package, self.distribution, requirement, tuple(paths[u] for u in order), "preload", lib_dirs
         )
 
     @property
@@ -110,7 +120,18 @@ class Provider:
         """The Requires-Dist for a consumer of this release; `floor`: an older release of the
         same series the consumer is known to work with (the copy it had vendored)."""
         version = self.version if floor is None else min(floor, self.version)
-        return self.policy.requirement(self.distribution, version)
+        requirement = self.policy.requirement(self.distribution, version)
+        if self.consumer_abi is None:
+            return requirement
+        # the consumer links to a unique name that only the provider's series keeps stable: an
+        # override may exclude releases the provider's policy admits, never admit others
+        narrowed = narrow(requirement, self.consumer_abi.requirement(self.distribution, version))
+        if not narrowed.specifier.contains(version, prereleases=True):
+            raise SharewheelError(
+                f"the ABI override {self.consumer_abi.name!r} for {self.distribution} narrows its policy "
+                f"({requirement.specifier}) to {narrowed.specifier}, which excludes {version}, the release linked to"
+            )
+        return narrowed
 
     @property
     def platform_keys(self) -> set[PlatformKey]:
@@ -161,9 +182,11 @@ class Registry:
         *,
         include_installed: bool = True,
         plugin_files: Sequence[Path] = (),
+        abi: Mapping[str, AbiPolicy] | None = None,
     ) -> Registry:
         """Providers for `platform` from `provider_paths` (wheels, directories, installed
-        distribution names), then from the installed environment."""
+        distribution names), then from the installed environment; `abi`: the consumer's
+        overrides by canonical name, which narrow those providers' requirements."""
         plugins = load_plugins(plugin_files)
         given = [p for p in _from_paths(provider_paths, plugins) if platform <= p.platform_keys]
         names = {canonicalize_name(p.distribution) for p in given}
@@ -171,7 +194,11 @@ class Registry:
             p for p in (_installed() if include_installed else ())
             if canonicalize_name(p.distribution) not in names and platform <= p.platform_keys
         ]
-        return cls([*given, *installed])
+        overrides = abi or {}
+        return cls([
+            replace(p, consumer_abi=overrides[key]) if (key := canonicalize_name(p.distribution)) in overrides else p
+            for p in (*given, *installed)
+        ])
 
 
 def _checked(provider: Provider) -> Provider:

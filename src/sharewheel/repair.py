@@ -21,11 +21,13 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from sharewheel import loader_template, symbols
+from sharewheel.abi import AbiPolicy
 from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairJob, adapter_for
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
@@ -35,9 +37,32 @@ from sharewheel.registry import Match, Registry
 from sharewheel.symbols import SymbolTable
 from sharewheel.unvendor import Unvendoring, describe_saved, plan_unvendoring
 from sharewheel.vendored import is_vendored_path
-from sharewheel.wheelfile import InputWheel, Unchanged, work_dir, write_wheel
+from sharewheel.wheelfile import (
+    InputWheel,
+    Unchanged,
+    bytes_to_write,
+    copy_wheel,
+    work_dir,
+    write_wheel,
+)
 
 log = logging.getLogger("repair")
+
+
+class Progress(Protocol):
+    """Where repair reports its stages and the bytes it has got through (a terminal's bar)."""
+
+    def stage(self, label: str, total: int) -> None: ...  # total 0: no measure; label "": finished
+
+    def advance(self, done: int) -> None: ...
+
+
+class _NoProgress:
+    def stage(self, label: str, total: int) -> None:
+        pass
+
+    def advance(self, done: int) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,9 @@ class RepairOptions:
     install_hook: bool = True  # False for provider wheels: their own load() loads what they need
     declared_requires: tuple[str, ...] = ()  # providers required even if no binary links them
     library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor
+    dry_run: bool = False  # decide and report, write nothing
+    progress: Progress | None = None  # told what repair is doing, for a progress bar
+    abi: Mapping[str, AbiPolicy] = field(default_factory=dict)  # consumer's overrides (config): narrow only
 
 
 @dataclass(frozen=True)
@@ -78,8 +106,35 @@ class RepairReport:
     requirements: tuple[str, ...] = field(default=())
     unvendored: tuple[str, ...] = field(default=())  # copies removed from an already-repaired wheel
     saved: int = 0  # their bytes
+    replaced_by: dict[str, str] = field(default_factory=dict)  # removed copy → the provider standing in
+    dry_run: bool = False  # nothing was written; `vendored` names what the OS tool would vendor
+    pure: bool = False  # a wheel for any platform: copied unchanged, nothing to repair
+
+    def plan(self) -> list[str]:
+        """What repair does (or, dry, would do) and why: `-v` logs it, `--dry-run` prints it."""
+        if self.pure:
+            return ["copy unchanged: a pure-Python wheel (platform any) has nothing to repair"]
+        lines = []
+        for link in self.links:
+            how = f"replacing the vendored copy {link.original}" if link.original in {
+                posixpath.basename(p) for p in self.unvendored} else "not vendored"
+            lines.append(f"link {link.binary}: {link.original} -> {link.needed} from {link.provider} "
+                         f"{link.version} ({how})")
+        for path in self.unvendored:
+            why = (f"{self.replaced_by[path]} provides it" if path in self.replaced_by
+                   else "only the removed copies needed it")
+            lines.append(f"remove {path}: {why}")
+        lines += [f"vendor {v}: no provider offers it" for v in self.vendored]
+        lines += [f"require {r}" for r in self.requirements]
+        lines.append(f"tag {', '.join(self.platforms)}")
+        return lines
 
     def summary(self) -> str:
+        if self.dry_run:
+            return f"{self.input.name}: dry run, nothing written; repair would write {self.output.name}"
+        if self.pure:
+            done = "already there" if os.path.realpath(self.input) == os.path.realpath(self.output) else "copied unchanged"
+            return f"{self.output.name}: pure Python (platform any), nothing to repair; {done}"
         linked = ", ".join(sorted({f"{l.original} -> {l.needed} ({l.provider} {l.version})" for l in self.links}))
         vendored = ", ".join(posixpath.basename(v) for v in self.vendored)
         removed = ""
@@ -96,20 +151,28 @@ def repair_wheel(
     wheel_path: Path, out_dir: Path, options: RepairOptions, *, taken: Mapping[Path, Path] | None = None
 ) -> RepairReport:
     """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their inputs."""
-    out_dir = _writable_dir(out_dir)
+    out_dir = out_dir.resolve() if options.dry_run else _writable_dir(out_dir)
+    progress = options.progress or _NoProgress()
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
             work_dir() as tmp:
+        if set(wheel.platforms) == {"any"}:
+            return _copy_pure(wheel, out_dir, options, taken)
         adapter = adapter_for(wheel.platforms, wheel_path.name)
-        registry = Registry.discover(options.providers, keys_of(wheel.platforms), plugin_files=options.plugins)
         tree = Path(tmp, "tree").resolve()
-        unchanged = extract_for_repair(wheel, tree)
+        progress.stage("unpacking", sum(i.compress_size for i in wheel.zip.infolist()))
+        unchanged = extract_for_repair(wheel, tree, progress.advance)
         unchanged.start_check()
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
+        progress.stage("analyzing", 0)
 
         # analyze: which binaries need which names, and which of those a provider offers
         binaries = adapter.binaries(tree)
         if not binaries:
             raise SharewheelError(f"{wheel_path.name}: no native binaries in the wheel, nothing to repair")
+        # providers for the wheel's OS, architecture and libc (a linux_<arch> tag names no libc: the binaries do)
+        needed = [name for info in binaries.values() for name in info.needed]
+        registry = Registry.discover(options.providers, keys_of(wheel.platforms, needed), plugin_files=options.plugins,
+                                     abi=options.abi)
 
         # plan: vendored copies providers replace, links, and the proof each provider can stand in
         unvendoring = plan_unvendoring(tree, binaries, registry, wheel.name.distribution, options.exclude)
@@ -117,31 +180,40 @@ def repair_wheel(
         prove_stand_ins(adapter, tree, binaries, plan, unvendoring, options.library_path)
 
         # apply: copies removed; the OS tool vendors the rest; the adapter relinks the provided names
-        unvendoring.apply(tree)
+        unvendoring.apply(tree)  # (in the work directory: with --dry-run nothing else is touched)
         # the OS tools read a wheel file: give them one with just what they look at
         slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
-        outcome = adapter.repair(
-            RepairJob(
-                wheel=slim,
-                tree=tree,
-                distribution=wheel.name.distribution,
-                platforms=tuple(wheel.platforms),
-                relink=plan.relink,
-                fallback_dirs=plan.fallback_dirs,
-                exclude=plan.exclude,
-                plat=options.plat,
-                lib_sdir=options.lib_sdir,
-                library_path=options.library_path,
-                provided=plan.provided,
-                require_archs=options.require_archs,
-                provider_platforms=plan.provider_platforms,
-            )
+        job = RepairJob(
+            wheel=slim,
+            tree=tree,
+            distribution=wheel.name.distribution,
+            platforms=tuple(wheel.platforms),
+            relink=plan.relink,
+            fallback_dirs=plan.fallback_dirs,
+            exclude=plan.exclude,
+            plat=options.plat,
+            lib_sdir=options.lib_sdir,
+            library_path=options.library_path,
+            provided=plan.provided,
+            require_archs=options.require_archs,
+            provider_platforms=plan.provider_platforms,
         )
+        if options.dry_run:
+            states, platforms = adapter.show(job)
+            would_vendor = tuple(sorted({f"{s.name} (from {s.path})" for needs in states.values() for s in needs
+                                         if s.state == "external"}))
+            output = out_dir / wheel.name.with_platforms(list(platforms))[0].filename
+            return RepairReport(
+                wheel_path, output, plan.links, would_vendor, platforms, tuple(str(r) for r in plan.requirements),
+                unvendoring.removed, unvendoring.saved, unvendoring.reasons(), dry_run=True,
+            )
+        outcome = adapter.repair(job)
 
         # write: hook, metadata, manifest, tags, RECORD, one atomic zip
         renamed = dict(outcome.moved)
         if options.install_hook:
-            renamed |= install_hooks(tree, binaries, plan.runtime, wheel.name.distribution)
+            musl = any(p.startswith("musllinux_") for p in outcome.platforms)
+            renamed |= install_hooks(tree, binaries, plan.runtime, wheel.name.distribution, libc="musl" if musl else "")
         links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
         # what this repair vendored, and the copies an earlier repair (by any tool) left in place
         earlier = {*previous.vendored, *(b for b in binaries if is_vendored_path(b))}
@@ -170,18 +242,38 @@ def repair_wheel(
             raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
         if taken and output in taken:
             raise SharewheelError(f"{wheel_path}: repairs to {output.name}, which {taken[output]} was just repaired to")
-        write_wheel(tree, wheel.dist_info, output, unchanged=unchanged)
+        progress.stage("writing", bytes_to_write(tree, unchanged))
+        write_wheel(tree, wheel.dist_info, output, unchanged=unchanged, progress=progress.advance)
+        progress.stage("", 0)
     return RepairReport(
         wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements),
-        unvendoring.removed, unvendoring.saved,
+        unvendoring.removed, unvendoring.saved, unvendoring.reasons(),
     )
+
+
+def _copy_pure(
+    wheel: InputWheel, out_dir: Path, options: RepairOptions, taken: Mapping[Path, Path] | None
+) -> RepairReport:
+    """A pure-Python wheel has nothing to link or vendor. It is copied byte for byte (after the
+    same RECORD checks as any input), so that `repair -w OUT dist/*.whl` in a release script, or
+    a repair-wheel-command, leaves exactly one wheel per input in OUT."""
+    output = out_dir / wheel.path.name
+    if taken and output in taken:
+        raise SharewheelError(f"{wheel.path}: copies to {output.name}, which {taken[output]} was just repaired to")
+    report = RepairReport(wheel.path, output, (), (), tuple(wheel.platforms), dry_run=options.dry_run, pure=True)
+    if options.dry_run or (output.exists() and output.samefile(wheel.path)):
+        return report
+    unchanged = wheel.extract(out_dir, lambda _: False)  # extracts nothing: checks every entry's hash
+    unchanged.start_check()
+    copy_wheel(wheel.path, output, check=unchanged.wait_check)
+    return report
 
 
 _BINARY_SUFFIXES = (".so", ".dylib", ".pyd", ".dll", ".exe")
 _BINARY_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba", b"MZ")
 
 
-def extract_for_repair(wheel: InputWheel, tree: Path) -> Unchanged:
+def extract_for_repair(wheel: InputWheel, tree: Path, progress: Callable[[int], None] | None = None) -> Unchanged:
     """Unpack what repair may read or change — binaries, Python files, dist-info — and leave the
     rest (data, often most of a large wheel) in the zip to be copied as it is."""
 
@@ -193,7 +285,7 @@ def extract_for_repair(wheel: InputWheel, tree: Path) -> Unchanged:
             or wheel.starts_with(info, _BINARY_MAGICS)
         )
 
-    return wheel.extract(tree, wanted)
+    return wheel.extract(tree, wanted, progress)
 
 
 @contextlib.contextmanager
@@ -318,17 +410,18 @@ def install_hooks(
     binaries: dict[str, BinaryInfo],
     runtime: Sequence[loader_template.Requirement],
     distribution: str,
+    libc: str = "",
 ) -> dict[str, str]:
     """Make every importable package with binaries load the providers first.
 
     A package's ``__init__.py`` gets a marked block importing a generated hook module. An
     extension module outside any regular package gets a shim (see loader_template). Returns the
-    binaries renamed for shims, old path → new path.
+    binaries renamed for shims, old path → new path. `libc` "musl" (a musllinux wheel): each hook
+    also checks that its binaries' RPATH fallbacks reach the providers (see loader_template).
     """
     if not runtime:
         return {}
     needed_by = canonicalize_name(distribution)
-    hook = loader_template.consumer_hook(runtime, needed_by)
     packages: set[str] = set()
     loose: list[str] = []
     for binary, info in sorted(binaries.items()):
@@ -344,6 +437,7 @@ def install_hooks(
         elif info.is_extension:
             loose.append(binary)
     for package in sorted(packages):
+        hook = loader_template.consumer_hook(runtime, needed_by, libc=libc, package=package)
         (tree / package / f"{loader_template.HOOK_MODULE}.py").write_text(hook, encoding="utf-8")
         init = tree / package / "__init__.py"
         block = loader_template.init_block(f"from . import {loader_template.HOOK_MODULE}  # noqa: F401")
@@ -352,7 +446,7 @@ def install_hooks(
     renamed: dict[str, str] = {}
     if loose:
         top_hook = f"{loader_template.HOOK_MODULE}_{needed_by.replace('-', '_')}"
-        (tree / f"{top_hook}.py").write_text(hook, encoding="utf-8")
+        (tree / f"{top_hook}.py").write_text(loader_template.consumer_hook(runtime, needed_by, libc=libc), encoding="utf-8")
         for binary in loose:
             directory, filename = posixpath.split(binary)
             module, _, rest = filename.partition(".")

@@ -74,11 +74,12 @@ def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tup
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
             work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
-        registry = Registry.discover(providers, keys_of(wheel.platforms), plugin_files=plugins)
         tree = Path(tmp, "tree").resolve()
         extract_for_repair(wheel, tree)
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         binaries = adapter.binaries(tree)
+        needed = [name for info in binaries.values() for name in info.needed]  # a linux_<arch> tag names no libc
+        registry = Registry.discover(providers, keys_of(wheel.platforms, needed), plugin_files=plugins)
         unvendoring = plan_unvendoring(tree, binaries, registry, wheel.name.distribution)
         plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous, unvendoring)
         unvendoring.apply(tree)  # show the wheel as repair would leave it

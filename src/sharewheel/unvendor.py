@@ -44,6 +44,10 @@ class Unvendoring:
         """The tree path of the copy a needed name referred to, if it is being replaced."""
         return self.copies.get(library_key(posixpath.basename(needed)))
 
+    def reasons(self) -> dict[str, str]:
+        """Each removed copy a provider replaces → that provider's distribution."""
+        return {self.copies[key]: match.provider.distribution for key, match in self.replaced.items()}
+
     def apply(self, tree: Path) -> None:
         """Remove the copies; drop them from delvewheel's load-order files; remove emptied dirs."""
         for path in self.removed:

@@ -304,9 +304,11 @@ class InputWheel:
     def platforms(self) -> list[str]:
         return self.name.platforms
 
-    def extract(self, dest: Path, wanted: Callable[[zipfile.ZipInfo], bool] | None = None) -> Unchanged:
+    def extract(self, dest: Path, wanted: Callable[[zipfile.ZipInfo], bool] | None = None,
+                progress: Callable[[int], None] | None = None) -> Unchanged:
         """Unpack into `dest` the entries `wanted` selects (default all), keeping executable bits;
-        the byte budget is enforced while writing. Returns the others, for write_wheel to copy."""
+        the byte budget is enforced while writing. Returns the others, for write_wheel to copy.
+        `progress` is told each entry's compressed size as it is done with it."""
         budget = max_unpacked_size()
         left: dict[str, zipfile.ZipInfo] = {}
         for info in self.zip.infolist():
@@ -315,6 +317,8 @@ class InputWheel:
                 continue
             if wanted is not None and not wanted(info):
                 left[info.filename] = info
+                if progress is not None:
+                    progress(info.compress_size)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             digest = self._digest(info.filename)
@@ -331,6 +335,8 @@ class InputWheel:
             self._verified(info.filename, digest)
             mode = (info.external_attr >> 16) & 0o777
             target.chmod(0o755 if mode & 0o111 else 0o644)
+            if progress is not None:
+                progress(info.compress_size)
         return Unchanged(self.zip, left, (self._rows or self._record_rows()) if left else {})
 
     def _record_rows(self) -> dict[str, tuple[str, str]]:
@@ -381,13 +387,15 @@ def _timestamp() -> tuple[int, int, int, int, int, int]:
 
 
 def write_wheel(
-    tree: Path, dist_info: str, out_path: Path, *, unchanged: Unchanged | None = None, compress: bool = True
+    tree: Path, dist_info: str, out_path: Path, *, unchanged: Unchanged | None = None, compress: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all.
 
     With `unchanged`, its entries (those of the input wheel that were never extracted into
     `tree`) are copied still compressed, their RECORD rows kept: a repair that edits a few small
-    files of a 1 GB wheel neither inflates nor deflates the rest.
+    files of a 1 GB wheel neither inflates nor deflates the rest. `progress` is told the bytes
+    read as they are (file sizes, compressed sizes of copied entries): see `bytes_to_write`.
     """
     for path in tree.rglob("*"):
         if path.is_symlink():
@@ -413,6 +421,8 @@ def write_wheel(
                 if name in copied:
                     assert unchanged is not None
                     _copy_raw(unchanged.zip, copied[name], zf, date_time)
+                    if progress is not None:
+                        progress(copied[name].compress_size)
                     continue
                 source = tree / name
                 info = zipfile.ZipInfo(name, date_time)
@@ -423,12 +433,41 @@ def write_wheel(
                 with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
                     while chunk := src.read(_CHUNK):
                         dst.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
             zf.close()
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp_name, 0o644)
         if unchanged is not None:
             unchanged.wait_check()  # nothing is committed from an input whose RECORD lies
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def bytes_to_write(tree: Path, unchanged: Unchanged | None) -> int:
+    """What write_wheel will report to its `progress` in all: the total of a progress bar."""
+    files = {p.relative_to(tree).as_posix(): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
+    copied = 0 if unchanged is None else sum(i.compress_size for n, i in unchanged.entries.items() if n not in files)
+    return sum(files.values()) + copied
+
+
+def copy_wheel(source: Path, out_path: Path, *, check: Callable[[], None] | None = None) -> Path:
+    """Copy `source` to `out_path` byte for byte, appearing whole or not at all as write_wheel's
+    output does; `check` (the input's RECORD check) must pass before the copy is renamed into place."""
+    _remove_stale_temporaries(out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{_TMP_MARK}{os.getpid()}", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp_name, 0o644)
+        if check is not None:
+            check()
         os.replace(tmp_name, out_path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from sharewheel.adapters import (
 )
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
+from sharewheel.platforms import is_musl_libc
 from sharewheel.symbols import SymbolTable, cached_by_file
 
 
@@ -243,7 +244,10 @@ class LinuxAdapter:
             try:
                 policy = policies.get_policy_by_name(f"{plat_base}_{policies.architecture.value}")
             except LookupError:
-                raise SharewheelError(f"--plat {job.plat}: not a platform tag auditwheel knows for {policies.architecture.value}") from None
+                raise SharewheelError(
+                    f"--plat {job.plat}: not a platform tag auditwheel knows for {policies.architecture.value} "
+                    f"{libc} binaries"
+                ) from None
             if floor is not None and policy > floor:
                 raise SharewheelError(
                     f"--plat {job.plat}: older than {floor.name}, the oldest platform its providers' wheels support"
@@ -414,12 +418,16 @@ class LinuxAdapter:
         return [script]
 
     def platform_tag(self, path: Path) -> str:
-        from auditwheel.lddtree import ldd
+        """`linux_<arch>` from the file alone (auditwheel's ldd would also walk, and may trip on,
+        whatever its dependencies' names find on this host)."""
+        from auditwheel.lddtree import _get_platform
+        from elftools.elf.elffile import ELFFile
 
-        try:
-            arch = ldd(path).platform.baseline_architecture.value
-        except ValueError as e:
-            raise SharewheelError(f"{path}: unknown ELF architecture ({e})") from None
+        with open(path, "rb") as f:
+            try:
+                arch = _get_platform(ELFFile(f)).baseline_architecture.value
+            except ValueError as e:
+                raise SharewheelError(f"{path}: unknown ELF architecture ({e})") from None
         return f"linux_{arch}"
 
 
@@ -454,14 +462,22 @@ def _provider_floor(policies: Any, provider_platforms: tuple[tuple[str, ...], ..
 
 
 def _libc_of(binaries: dict[str, BinaryInfo]) -> Any:
-    """The libc the binaries link, else the host's (auditwheel infers it only from extensions)."""
+    """The libc the binaries link, else the host's (auditwheel infers it only from extensions,
+    and for a plain library falls back to the host's: glibc for a musl library packed on Debian)."""
     from auditwheel.libc import Libc
 
     needed = {name for info in binaries.values() for name in info.needed}
     if "libc.so.6" in needed:
         return Libc.GLIBC
-    if any(name.startswith("libc.musl-") for name in needed):
+    if any(map(is_musl_libc, needed)):
         return Libc.MUSL
+    for binary, info in sorted(binaries.items()):
+        if "libc.so" in info.needed:  # auditwheel would vendor (or miss) libc itself
+            raise SharewheelError(
+                f"{binary}: needs libc.so, musl's libc without a soname (as Debian's musl-gcc links it); "
+                "musllinux binaries link it as libc.musl-<arch>.so.1, Alpine's soname and what "
+                "auditwheel's musllinux policies allow: build them in a musllinux image"
+            )
     return Libc.detect()
 
 
