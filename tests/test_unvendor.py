@@ -186,6 +186,27 @@ def test_provider_lacking_an_imported_symbol_is_refused(audited: Audited, tmp_pa
     assert sha256(audited.wheel) == before
 
 
+@pytest.mark.parametrize("host_finds_it", [False, True])
+def test_fresh_repair_refuses_a_provider_lacking_a_symbol(host_finds_it: bool, build_env: BuildEnv,
+                                                         tmp_path: Path) -> None:
+    """Nothing vendored: the consumer was built against a system libacme.so.3. Whether this machine
+    finds that library (then it says what the binary imports from it) or not (then by elimination
+    over the binary's other libraries), the provider lacking acme_add is refused before any write."""
+    acme = build_acme(tmp_path / "acme", "3.0.1")
+    wheel = build_consumer(build_env, consumer_project(tmp_path / "src", "acme_fresh", flags="system"),
+                           tmp_path / "build", acme_prefix=acme)
+    prefix = build_c_library(tmp_path / "prefix", "acme", "libacme.so.3", LACKS_ADD)
+    sharewheel("pack", prefix, "--name", "acme-native", "--version", "3.1.4", "-w", tmp_path / "provider")
+    lacking = one(list((tmp_path / "provider").glob("*.whl")))
+    env = {"LD_LIBRARY_PATH": str(acme / "lib")} if host_finds_it else {}
+    result = sharewheel("repair", wheel, "-w", tmp_path / "out", "--provider", lacking, env=env, check=False)
+    assert result.returncode == 1, result
+    [line] = result.stderr.splitlines()
+    assert "acme_fresh/_core" in line and " imports acme_add from libacme.so.3, which acme-native 3.1.4" in line
+    assert "acme_series" not in line and "PyModule_Create" not in line
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
 # --- real: numpy 2.2.6 (OpenBLAS, libgfortran, libquadmath in numpy.libs/) onto scipy-openblas64 ---
 
 @dataclass(frozen=True)

@@ -379,30 +379,50 @@ def prove_stand_ins(
         provider_table = adapter.symbols(match.provider.file(match.library))
         name = posixpath.basename(needed)
         copy = unvendoring.reference(needed)
-        reference = adapter.symbols(tree / copy) if copy is not None else None
-        others: list[SymbolTable] | None = []
-        if reference is None and table.imports.get(None):
-            resolved = adapter.resolve(tree, binary, search)
-            if name in resolved:
-                reference = adapter.symbols(resolved[name])
-            elif any(not provider_table.exports_symbol(s) for s in symbols.imports_from(table, needed)):
-                # worth reading the binary's other libraries only now, and only if all are known
-                provided = {posixpath.basename(n): m for (b, n), m in plan.matches.items() if b == binary}
-                direct = [posixpath.basename(n) for n in binaries[binary].needed if posixpath.basename(n) != name]
-                if all(n in resolved or n in provided for n in direct):
-                    others = [adapter.symbols(path) for n, path in resolved.items() if n != name]
-                    others += [adapter.symbols(m.provider.file(m.library)) for n, m in provided.items() if n != name]
-                else:
-                    others = None
-        if others is None:
-            log.debug("%s: not every library it needs was found; its unversioned imports are not checked", binary)
-            needed_symbols = symbols.imports_from(table, needed, reference=SymbolTable())
+        if copy is not None:
+            lacking = symbols.missing(
+                symbols.imports_from(table, needed, reference=adapter.symbols(tree / copy)), provider_table
+            )
         else:
-            needed_symbols = symbols.imports_from(table, needed, reference=reference, others=others)
-        lacking = symbols.missing(needed_symbols, provider_table)
+            bound = symbols.imports_from(table, needed, reference=SymbolTable())
+            unexplained = {s for s in symbols.imports_from(table, needed) - bound if not provider_table.exports_symbol(s)}
+            lacking = symbols.missing(bound, provider_table)
+            if unexplained:  # only now is it worth asking which library the binary really used
+                lacking += _unexplained(adapter, tree, binaries, plan, binary, needed, unexplained, search)
         if lacking:
             where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
-            raise SharewheelError(symbols.describe_missing(binary, name, where, lacking))
+            raise SharewheelError(symbols.describe_missing(binary, name, where, sorted(lacking)))
+
+
+def _unexplained(
+    adapter: PlatformAdapter,
+    tree: Path,
+    binaries: dict[str, BinaryInfo],
+    plan: Plan,
+    binary: str,
+    needed: str,
+    candidates: set[symbols.Symbol],
+    search: tuple[Path, ...],
+) -> list[str]:
+    """Of unbound imports the provider lacks, those that came from the replaced library: judged by
+    the library the host finds under that name, else by elimination over the binary's other
+    libraries (read only until every candidate is explained; not judged at all when one of them
+    cannot be found)."""
+    name = posixpath.basename(needed)
+    resolved = adapter.resolve(tree, binary, search)
+    if name in resolved:
+        reference = adapter.symbols(resolved[name])
+        return symbols.spelled(s for s in candidates if s[0] in reference.exports)
+    provided = {posixpath.basename(n): m for (b, n), m in plan.matches.items() if b == binary and n != needed}
+    direct = [posixpath.basename(n) for n in binaries[binary].needed if posixpath.basename(n) != name]
+    if not all(n in resolved or n in provided for n in direct):
+        log.debug("%s: not every library it needs was found; its unversioned imports are not judged", binary)
+        return []
+    paths = [resolved[n] for n in direct if n in resolved]
+    paths += [m.provider.file(m.library) for m in provided.values()]
+    paths += [p for n, p in resolved.items() if n not in direct and n != name]
+    left = symbols.unexplained(candidates, (functools.partial(adapter.symbols, p) for p in paths))
+    return symbols.spelled(left)
 
 
 def install_hooks(

@@ -78,13 +78,26 @@ def imports_from(
     return bound
 
 
+def unexplained(candidates: Iterable[Symbol], others: Iterable[Callable[[], SymbolTable]]) -> set[Symbol]:
+    """The candidates no other library exports; each table is read only while some are left
+    (the binary's own libraries first: libc is the costliest to read and rarely needed)."""
+    left = set(candidates)
+    for read in others:
+        if not left:
+            break
+        table = read()
+        left = {s for s in left if not table.exports_symbol(s)}
+    return left
+
+
 def missing(needed: Iterable[Symbol], provider: SymbolTable) -> list[str]:
     """The needed symbols the provider does not export, sorted, as `name@version`."""
-    return sorted(
-        name if version is None else f"{name}@{version}"
-        for name, version in set(needed)
-        if not provider.exports_symbol((name, version))
-    )
+    return spelled(s for s in set(needed) if not provider.exports_symbol(s))
+
+
+def spelled(found: Iterable[Symbol]) -> list[str]:
+    """Symbols as `name` or `name@version`, sorted."""
+    return sorted(name if version is None else f"{name}@{version}" for name, version in set(found))
 
 
 def describe_missing(binary: str, library: str, provider_file: str, names: list[str], limit: int = 5) -> str:
