@@ -353,3 +353,13 @@ def test_the_readme_recipe_pipx_inject_then_repair(image_env: ImageEnv, build_en
         assert requirement.specifier == SpecifierSet(">=3.1.4,==3.*")
     finally:  # leave sharewheel's venv as the install command made it
         image_run("pipx uninject sharewheel acme-native", image_env.env)
+
+
+def test_pipx_run_takes_the_same_command(image_env: ImageEnv) -> None:
+    """`pipx run sharewheel` runs the console script in a throwaway venv; until the package is on
+    PyPI, `--spec` names the checkout. It prints the versions of the pypa tools it resolved."""
+    result = image_run(f"pipx run --spec {ROOT} sharewheel --version", image_env.env)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"sharewheel {sharewheel_version()} (auditwheel 6.8."), line
+    assert "delocate 0.13." in line and "delvewheel 1.13." in line
