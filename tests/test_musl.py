@@ -376,6 +376,14 @@ def test_musl_loader_serves_one_site_packages_only_as_the_hook_predicts(case: Mu
         assert hook.decide("glibc", origin, lib_dir) is None  # glibc reuses the preloaded library
         assert hook.decide("", origin, lib_dir) is None
 
+    # sharewheel check says the same of the installed environment
+    assert sharewheel("check", "--path", site).returncode == 0
+    split_check = sharewheel("check", "--path", site_b, "--path", site_a, check=False)
+    assert split_check.returncode == 1
+    assert (f"acme-consumer 1.0.0 (in {site_b}) links to {case.unique} of acme-native 3.1.4, which is in {site_a}: "
+            f"on musl libc it must be installed in the same site-packages (pip install '{requirement}' there)"
+            ) in split_check.stdout.splitlines(), split_check.stdout
+
 
 def test_a_provider_requiring_a_provider_is_checked_the_same_way(case: MuslCase, musl: MuslCC,
                                                                   build_env: BuildEnv, tmp_path: Path) -> None:

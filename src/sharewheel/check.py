@@ -157,7 +157,7 @@ class Problem:
     """Something broken: a consumer will fail to import, or a provider cannot be trusted.
 
     kind: provider-missing, outside-policy, library-missing, file-missing, binary-missing,
-    symbols-missing, conflict, unreadable.
+    symbols-missing, conflict, unreadable, musl-split-layout.
     """
 
     kind: str
@@ -270,7 +270,7 @@ class CheckReport:
         - ``problems``: [{kind, message, distribution, version, binary, library, provider,
           requirement, installed: [versions], symbols: [name@version]}], null where a key does
           not apply; kind is provider-missing, outside-policy, library-missing, file-missing,
-          binary-missing, symbols-missing, conflict or unreadable;
+          binary-missing, symbols-missing, conflict, unreadable or musl-split-layout;
         - ``duplicates``: [{library, copies: [{distribution, version, path, size}], saving (bytes),
           provider: {distribution, version, location} | null}];
         - ``warnings``: [str], what could not be checked (not a problem).
@@ -451,6 +451,8 @@ class _Audit:
         for copy in inside:
             library = _offered(copy, link.needed)
             if library is not None and copy.item.file(library.path).is_file():
+                if _musllinux(item) and copy.item.location != item.location:
+                    return self._musl_split(item, link, copy)
                 return _Resolved(link, copy, copy.item.file(library.path))
         copy = inside[0]
         library = _offered(copy, link.needed)
@@ -469,6 +471,18 @@ class _Audit:
             item.name, item.version, link.binary, link.needed, link.provider, link.requirement,
         ))
         return _Resolved(link, copy, status="file-missing")
+
+    def _musl_split(self, item: Installed, link: Link, copy: InstalledProvider) -> _Resolved:
+        """musl's loader does not reuse a library the hook loaded by path: a musllinux consumer
+        finds its provider only through its $ORIGIN RPATH, i.e. in its own sys.path entry."""
+        self.problems.append(Problem(
+            "musl-split-layout",
+            f"{item.label} (in {item.location}) links to {link.needed} of {copy.item.label}, which is in "
+            f"{copy.item.location}: on musl libc it must be installed in the same site-packages "
+            f"(pip install '{link.requirement}' there)",
+            item.name, item.version, link.binary, link.needed, link.provider, link.requirement,
+        ))
+        return _Resolved(link, copy, status="musl-split-layout")
 
     def _provider_problem(self, item: Installed, entry: _Resolved) -> Problem:
         link = entry.link
@@ -603,6 +617,15 @@ class _Audit:
             saving = sum(c.size for c in copies) - max(c.size for c in copies)
             duplicates.append(Duplicate(stem, tuple(copies), saving, provider))
         return duplicates
+
+
+def _musllinux(item: Installed) -> bool:
+    """Whether the distribution was installed from a musllinux wheel (its WHEEL's tags)."""
+    try:
+        text = item.dist.read_text("WHEEL") or ""
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith("Tag:") and "-musllinux_" in line for line in text.splitlines())
 
 
 def _offered(copy: InstalledProvider, needed: str) -> ProvidedLibrary | None:
