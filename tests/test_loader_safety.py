@@ -332,7 +332,6 @@ def test_missing_provider_is_an_import_error_naming_distribution_and_pip_command
 @pytest.mark.parametrize("damage,words", [
     ("empty", "file too short"),
     ("garbage", "invalid ELF header"),
-    ("elf-header-only", "cannot read file data"),  # (cut inside its segments instead, dlopen dies of SIGBUS)
 ])
 def test_provider_file_that_fails_to_load_reports_the_loader_error(
         damage: str, words: str, consumer: Consumer, build_env: BuildEnv, run_env: RunEnv, tmp_path: Path) -> None:
@@ -366,3 +365,33 @@ def test_provider_file_that_fails_to_load_reports_the_loader_error(
         assert kind == "ImportError", result
         assert message == f"acme-native: cannot load {real(library)}: {result['dlerror']}", result
         assert path == real(library)
+
+
+@pytest.mark.parametrize("keep", ["elf-header", "half"])
+def test_truncated_provider_file_is_an_import_error_not_a_crash(
+        keep: str, consumer: Consumer, build_env: BuildEnv, run_env: RunEnv, tmp_path: Path) -> None:
+    """A library cut inside its segments (an interrupted copy, a full disk): glibc's dlopen would
+    map past the end of the file and the process would die of SIGBUS; the loader reads the
+    program headers first and raises an ImportError saying so."""
+    site_a = pip_target(build_env, consumer.provider, tmp_path / "A")
+    site_b = pip_target(build_env, consumer.output, tmp_path / "B")
+    library = site_a / "acme_native" / "lib" / unique_name(consumer.provider)
+    data = library.read_bytes()
+    cut = data[:64] if keep == "elf-header" else data[: len(data) // 2]
+    library.write_bytes(cut)
+    code = """
+    out = {}
+    for module in ("acme_consumer", "acme_native"):
+        sys.modules.pop("acme_native", None)
+        try:
+            __import__(module)
+        except ImportError as e:
+            out[module] = [str(e), getattr(e, "path", None)]
+    print(json.dumps(out))
+    """
+    result = child(run_env, code, [site_b, site_a], cwd=tmp_path)
+    for module in ("acme_consumer", "acme_native"):
+        message, path = result[module]
+        assert message.startswith(f"acme-native: cannot load {real(library)}: the file is {len(cut)} bytes "
+                                  "but its segments end at byte "), result
+        assert message.endswith(" (truncated?)") and path == real(library)

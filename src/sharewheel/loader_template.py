@@ -49,6 +49,37 @@ _load_lock = _thread.RLock()  # _thread, not threading: this code runs on every 
 _fallback_lock = sys.__dict__.setdefault("_sharewheel_fallback_lock", _thread.RLock())
 
 
+def _truncated(path):
+    """Why an ELF file cut inside its segments cannot be loaded, or None. glibc's dlopen maps
+    segments past the end of such a file and the process dies of SIGBUS before any error can
+    be raised; dyld and Windows' loader report a short file themselves."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+                return None  # not ELF, or too short for dlopen to try: it says what is wrong
+            size = os.fstat(f.fileno()).st_size
+            order = "little" if head[5] == 1 else "big"
+            wide = head[4] == 2
+            at = (32, 54, 56) if wide else (28, 42, 44)
+            phoff = int.from_bytes(head[at[0]:at[0] + (8 if wide else 4)], order)
+            entsize = int.from_bytes(head[at[1]:at[1] + 2], order)
+            count = int.from_bytes(head[at[2]:at[2] + 2], order)
+            f.seek(phoff)
+            table = f.read(entsize * count)
+    except OSError:
+        return None
+    needed = phoff + entsize * count
+    for index in range(count if len(table) == entsize * count else 0):
+        entry = table[index * entsize:(index + 1) * entsize]
+        if int.from_bytes(entry[0:4], order) == 1:  # PT_LOAD
+            offset, filesz = (entry[8:16], entry[32:40]) if wide else (entry[4:8], entry[16:20])
+            needed = max(needed, int.from_bytes(offset, order) + int.from_bytes(filesz, order))
+    if needed > size:
+        return f"the file is {size} bytes but its segments end at byte {needed} (truncated?)"
+    return None
+
+
 def _ships(package_dir, files):
     lib_dir = os.path.join(package_dir, "lib")
     return all(os.path.isfile(os.path.join(lib_dir, f)) for f in files)
@@ -178,6 +209,9 @@ def _preload(distribution, requirement, paths, needed_by, libc="", fallbacks=())
                 _check_layout(libc, fallbacks, files, distribution, requirement, needed_by)
             handles = []
             for path in files:
+                reason = _truncated(path)
+                if reason:
+                    raise ImportError(f"{distribution}: cannot load {path}: {reason}", path=path)
                 try:
                     if sys.platform == "win32":
                         import ctypes
@@ -289,6 +323,9 @@ def load():
             _handles.append(os.add_dll_directory(lib_dir))
         for name in _LIBRARIES:
             path = os.path.join(lib_dir, name)
+            reason = _truncated(path)
+            if reason:
+                raise ImportError(f"{distribution}: cannot load {{path}}: {{reason}}", path=path)
             try:
                 _handles.append(_dlopen(path))
             except OSError as e:
