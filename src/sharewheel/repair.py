@@ -30,7 +30,7 @@ from sharewheel import loader_template, symbols
 from sharewheel.abi import AbiPolicy
 from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairJob, adapter_for
 from sharewheel.errors import SharewheelError
-from sharewheel.manifest import MANIFEST_NAME, Link, Manifest
+from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, Provides
 from sharewheel.metadata import add_requirements
 from sharewheel.platforms import keys_of
 from sharewheel.registry import Match, Registry
@@ -199,14 +199,7 @@ def repair_wheel(
             provider_platforms=plan.provider_platforms,
         )
         if options.dry_run:
-            states, platforms = adapter.show(job)
-            would_vendor = tuple(sorted({f"{s.name} (from {s.path})" for needs in states.values() for s in needs
-                                         if s.state == "external"}))
-            output = out_dir / wheel.name.with_platforms(list(platforms))[0].filename
-            return RepairReport(
-                wheel_path, output, plan.links, would_vendor, platforms, tuple(str(r) for r in plan.requirements),
-                unvendoring.removed, unvendoring.saved, unvendoring.reasons(), dry_run=True,
-            )
+            return _dry_run(adapter, job, wheel, out_dir, plan, unvendoring)
         outcome = adapter.repair(job)
 
         # write: hook, metadata, manifest, tags, RECORD, one atomic zip
@@ -218,26 +211,8 @@ def repair_wheel(
         # what this repair vendored, and the copies an earlier repair (by any tool) left in place
         earlier = {*previous.vendored, *(b for b in binaries if is_vendored_path(b))}
         vendored = tuple(sorted({*outcome.vendored, *(v for v in earlier if (tree / v).is_file())}))
-        dist_info = tree / wheel.dist_info
-        metadata = dist_info / "METADATA"
-        metadata.write_text(
-            add_requirements(metadata.read_text(encoding="utf-8"), plan.requirements, f"{wheel.dist_info}/METADATA"),
-            encoding="utf-8",
-        )
-        provides = previous.provides
-        if provides is not None:
-            provides = replace(
-                provides,
-                platform=".".join(outcome.platforms),
-                libraries=tuple(replace(lib, sha256=_sha256(tree / lib.path)) for lib in provides.libraries),
-            )
-        if provides is not None or links:
-            (dist_info / MANIFEST_NAME).write_text(Manifest(provides, links, vendored).dumps(), encoding="utf-8")
-        for signature in ("RECORD.jws", "RECORD.p7s"):  # invalid once any file changed
-            (dist_info / signature).unlink(missing_ok=True)
-        new_name, tag_lines = wheel.name.with_platforms(list(outcome.platforms))
-        _set_wheel_tags(dist_info / "WHEEL", tag_lines)
-        output = out_dir / new_name.filename
+        _write_dist_info(tree, wheel, plan.requirements, previous.provides, links, vendored, outcome.platforms)
+        output = out_dir / wheel.name.with_platforms(list(outcome.platforms))[0].filename
         if output.exists() and output.samefile(wheel_path):
             raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
         if taken and output in taken:
@@ -249,6 +224,49 @@ def repair_wheel(
         wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements),
         unvendoring.removed, unvendoring.saved, unvendoring.reasons(),
     )
+
+
+def _dry_run(
+    adapter: PlatformAdapter, job: RepairJob, wheel: InputWheel, out_dir: Path, plan: Plan, unvendoring: Unvendoring
+) -> RepairReport:
+    """What repair would do, with what the OS tool would vendor (and from where) and the tags."""
+    states, platforms = adapter.show(job)
+    would_vendor = tuple(sorted({f"{s.name} (from {s.path})" for needs in states.values() for s in needs
+                                 if s.state == "external"}))
+    output = out_dir / wheel.name.with_platforms(list(platforms))[0].filename
+    return RepairReport(
+        wheel.path, output, plan.links, would_vendor, platforms, tuple(str(r) for r in plan.requirements),
+        unvendoring.removed, unvendoring.saved, unvendoring.reasons(), dry_run=True,
+    )
+
+
+def _write_dist_info(
+    tree: Path,
+    wheel: InputWheel,
+    requirements: Sequence[Requirement],
+    provides: Provides | None,
+    links: tuple[Link, ...],
+    vendored: tuple[str, ...],
+    platforms: tuple[str, ...],
+) -> None:
+    """METADATA's Requires-Dist, the manifest, the WHEEL tags; signatures over the old RECORD go."""
+    dist_info = tree / wheel.dist_info
+    metadata = dist_info / "METADATA"
+    metadata.write_text(
+        add_requirements(metadata.read_text(encoding="utf-8"), requirements, f"{wheel.dist_info}/METADATA"),
+        encoding="utf-8",
+    )
+    if provides is not None:
+        provides = replace(
+            provides,
+            platform=".".join(platforms),
+            libraries=tuple(replace(lib, sha256=_sha256(tree / lib.path)) for lib in provides.libraries),
+        )
+    if provides is not None or links:
+        (dist_info / MANIFEST_NAME).write_text(Manifest(provides, links, vendored).dumps(), encoding="utf-8")
+    for signature in ("RECORD.jws", "RECORD.p7s"):  # invalid once any file changed
+        (dist_info / signature).unlink(missing_ok=True)
+    _set_wheel_tags(dist_info / "WHEEL", wheel.name.with_platforms(list(platforms))[1])
 
 
 def _copy_pure(
