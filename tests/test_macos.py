@@ -153,6 +153,27 @@ def test_consumer_built_against_the_original_install_name(mac_case, zig, build_e
     assert verify_code_signature(tree / "acme_consumer" / "_core.cpython-311-darwin.so") == []
 
 
+@pytest.mark.parametrize("variant", ["arm64", "universal2"])
+def test_minus_l_original_name_links_the_unique_dylib_through_the_text_stub(variant: str, mac_case, zig,
+                                                                           tmp_path: Path) -> None:
+    """Builds that pass `-lacme` themselves (setuptools `libraries=["acme"]`) and take only `-L` from
+    pkg-config: the wheel's lib/libacme.tbd names the unique dylib, so zig's linker records
+    @rpath/<unique> with the dylib's own versions (dyld compares the compatibility version)."""
+    case = mac_case(variant)
+    lib_dir = unpack(case.provider, tmp_path / "site") / "acme_native" / "lib"
+    stub = (lib_dir / "libacme.tbd").read_text()
+    assert f"install-name:    '@rpath/{case.unique}'" in stub and "'_acme_add'" in stub
+    assert f"targets:         [ {', '.join(f'{a}-macos' for a in sorted(TARGETS[variant]))} ]" in stub
+    dylib_id = load_commands(lib_dir / case.unique)
+    extension = build_for(variant, lambda target, out: build_extension(
+        zig, target, out.parent, calls=["acme_add"], extra_args=[f"-L{lib_dir}", "-lacme"]),
+        tmp_path / "ext" / "_core.cpython-311-darwin.so")
+    for arch, info in load_commands(extension).items():
+        assert f"@rpath/{case.unique}" in info["dylibs"], (arch, info)
+        assert not [d for d in info["dylibs"] if "libacme.3" in d or d.endswith("libacme.tbd")]
+    assert sorted(load_commands(extension)) == sorted(dylib_id)
+
+
 def test_bundle_with_chained_fixups(mac_case, zig, build_env: BuildEnv, tmp_path: Path) -> None:
     """What Xcode makes: an MH_BUNDLE with LC_DYLD_CHAINED_FIXUPS and little header padding."""
     case = mac_case("arm64")

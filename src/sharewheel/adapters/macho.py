@@ -114,6 +114,16 @@ def get_install_id(filename: str | PathLike[str]) -> str | None:
     return ids.pop() if ids else None
 
 
+def get_dylib_versions(filename: str | PathLike[str]) -> tuple[str, str]:
+    """(current, compatibility) version of a dylib's LC_ID_DYLIB, as `X.Y.Z`: a text stub must
+    state them, since dyld refuses a library older than the compatibility version a consumer records."""
+    for header in _load(filename).headers:
+        for load, command, _ in header.commands:
+            if load.cmd == LC_ID_DYLIB:  # macholib's version fields print as X.Y.Z
+                return str(command.current_version), str(command.compatibility_version)
+    raise SharewheelError(f"{Path(filename).name}: not a dylib (no LC_ID_DYLIB)")
+
+
 def get_rpaths(filename: str | PathLike[str]) -> tuple[str, ...]:
     return _union(_get_rpaths(filename))
 

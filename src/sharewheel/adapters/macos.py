@@ -38,6 +38,7 @@ from sharewheel.adapters import (
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
+from sharewheel.naming import link_name
 from sharewheel.symbols import SymbolTable
 
 _BACKEND_FUNCTIONS = (
@@ -265,7 +266,27 @@ class MacOSAdapter:
                    add_rpaths=["@loader_path"] if change else ())
 
     def link_aids(self, lib_dir: Path, unique: str, original: str) -> list[Path]:
-        return []  # pkg-config gives -l<unique>; a .tbd stub for -l<original> is not written yet
+        """A text stub `lib<name>.tbd` (TAPI v4, what Apple's SDKs ship and ld64, lld and zig
+        read): `-l<name>` links the unique dylib, whose install name the stub carries."""
+        stub = lib_dir / f"lib{link_name(original)}.tbd"
+        dylib = lib_dir / unique
+        archs = sorted(macho.get_archs(dylib))
+        current, compatibility = macho.get_dylib_versions(dylib)
+        targets = ", ".join(f"{arch}-macos" for arch in archs)
+        exported = ", ".join(f"'{name}'" for name in sorted(macho.symbols(dylib).exports))
+        stub.write_text(
+            "--- !tapi-tbd\n"
+            "tbd-version:     4\n"
+            f"targets:         [ {targets} ]\n"
+            f"install-name:    '{_install_name_for(unique)}'\n"
+            f"current-version: {current}\n"
+            f"compatibility-version: {compatibility}\n"
+            "exports:\n"
+            f"  - targets:         [ {targets} ]\n"
+            f"    symbols:         [ {exported} ]\n"
+            "...\n"
+        )
+        return [stub]
 
     def platform_tag(self, path: Path) -> str:
         from delocate.delocating import _get_macos_min_version
