@@ -224,9 +224,13 @@ def test_abi_override_narrows_the_requirement(consumer: Consumer, tmp_path: Path
     out, _ = repair_in(project, consumer.input, tmp_path / "none", env={**env, "SHAREWHEEL_ABI": ""})
     assert requirement(out) == own  # the variable, set and empty, replaced the file's table
 
-    # an override for a provider this wheel does not link changes nothing
-    out, _ = repair_in(project, consumer.input, tmp_path / "other", "--abi", "scipy-openblas64=exact", env=env)
-    assert requirement(out) == own
+    # an override for a provider this wheel does not link changes nothing; one that names no
+    # provider found at all (a typo?) is said on stderr
+    result = sharewheel("repair", "-w", tmp_path / "other", consumer.input, "--abi", "acme-natve=exact",
+                        env=env, cwd=project)
+    assert requirement(one(list((tmp_path / "other").glob("*.whl")))) == own
+    assert result.stderr.strip() == ("sharewheel: registry: the ABI override for acme-natve names no provider "
+                                     "found (given with --provider or installed)")
 
 
 def test_abi_override_never_widens_a_minor_provider(packed: Callable[..., Path], build_env: BuildEnv,

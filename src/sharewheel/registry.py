@@ -195,6 +195,10 @@ class Registry:
             if canonicalize_name(p.distribution) not in names and platform <= p.platform_keys
         ]
         overrides = abi or {}
+        known = {canonicalize_name(p.distribution) for p in (*given, *installed)}
+        for unknown in sorted(set(overrides) - known):  # a typo would otherwise go unnoticed
+            log.warning("the ABI override for %s names no provider found (given with --provider or installed)",
+                        unknown)
         return cls([
             replace(p, consumer_abi=overrides[key]) if (key := canonicalize_name(p.distribution)) in overrides else p
             for p in (*given, *installed)
