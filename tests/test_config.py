@@ -98,6 +98,29 @@ def test_bare_repair_uses_the_projects_providers(consumer: Consumer, tmp_path: P
                      names=("libacme-sw", "no provider"), inputs=[consumer.input], out_dir=tmp_path / "e-out")
 
 
+def test_an_os_table_replaces_the_main_tables_keys_for_wheels_of_that_os(consumer: Consumer, packed,
+                                                                        tmp_path: Path) -> None:
+    """One repair-wheel-command for every platform, providers differing by OS: the Linux wheel gets
+    [tool.sharewheel.linux]'s providers (3.2.0 here), the macOS table's (not installed here) are
+    never looked at, and what the Linux table leaves unset comes from the main table."""
+    project = write_project(tmp_path / "p", """\
+        [tool.sharewheel]
+        providers = ["providers-3.1"]
+        exclude = ["libextra.so.1"]
+        [tool.sharewheel.linux]
+        providers = ["providers-3.2"]
+        [tool.sharewheel.macos]
+        providers = ["a-provider-only-macos-has"]
+        """)
+    with_providers(project, consumer.provider, name="providers-3.1")
+    with_providers(project, packed("3.2.0"), name="providers-3.2")
+    out, stdout = repair_in(project, consumer.input, tmp_path / "out")
+    assert linked_version(out) == "3.2.0"
+    assert "vendored nothing" in stdout  # the main table's exclude still applies: libextra is left alone
+    assert read_pyproject(project / "pyproject.toml", "macos").providers == ("a-provider-only-macos-has",)
+    assert read_pyproject(project / "pyproject.toml", "windows").providers == (project / "providers-3.1",)
+
+
 def test_show_uses_the_projects_providers(consumer: Consumer, tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", '[tool.sharewheel]\nproviders = ["providers"]\n')
     with_providers(project, consumer.provider)
@@ -279,6 +302,11 @@ BAD_CONFIGS = {
     "abi key not a name": ('[tool.sharewheel.abi]\n"acme native!" = "major"\n', ("'acme native!'",)),
     "abi name twice": ('[tool.sharewheel.abi]\nacme-native = "major"\nAcme_Native = "minor"\n', ("Acme_Native", "twice")),
     "table not a table": ("[tool]\nsharewheel = 1\n", ("[tool.sharewheel]", "an integer")),
+    "unknown key in an OS table": ('[tool.sharewheel.macos]\nprovider = ["x"]\n', ("[tool.sharewheel.macos]", "'provider'")),
+    "OS table not a table": ('[tool.sharewheel]\nwindows = "acme-native"\n', ("[tool.sharewheel.windows]", "a string")),
+    "OS table within an OS table": ('[tool.sharewheel.linux.macos]\nproviders = []\n', ("[tool.sharewheel.linux]", "'macos'")),
+    "abi policy invalid in an OS table": ('[tool.sharewheel.linux.abi]\nacme-native = "minr"\n',
+                                          ("[tool.sharewheel.linux.abi] acme-native", "'minr'")),
     "invalid TOML": ("[tool.sharewheel]\nproviders = [\n", ("invalid TOML",)),
 }
 

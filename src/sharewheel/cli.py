@@ -181,12 +181,14 @@ def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, provide
     from sharewheel.repair import RepairOptions, repair_wheel
 
     archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
-    config = resolve(Settings(providers or None, plugins or None, exclude or None, abi_flags(abi)))
-    options = RepairOptions(providers=config.providers, plugins=config.plugins, exclude=config.exclude, plat=plat,
-                            lib_sdir=lib_sdir, require_archs=archs, abi=config.abi)
+    flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi))
+    resolve(flags)  # a broken configuration is an error before any wheel is read
     written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
     settings = ctx.obj or {}
     for path in _expand(wheels):
+        config = resolve(flags, os_name=_wheel_os(path))  # [tool.sharewheel.<os>] over the rest
+        options = RepairOptions(providers=config.providers, plugins=config.plugins, exclude=config.exclude,
+                                plat=plat, lib_sdir=lib_sdir, require_archs=archs, abi=config.abi)
         bar = not settings.get("quiet") and sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
         progress = _TerminalProgress() if bar else None
         report = repair_wheel(path, wheel_dir, replace(options, dry_run=dry_run, progress=progress), taken=written)
@@ -205,7 +207,7 @@ def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], as_
     from sharewheel.config import Settings, resolve
     from sharewheel.show import show_wheel
 
-    config = resolve(Settings(providers or None, plugins or None))  # as repair finds them
+    config = resolve(Settings(providers or None, plugins or None), os_name=_wheel_os(wheel))  # as repair does
     report = show_wheel(wheel, config.providers, config.plugins)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
 
@@ -259,6 +261,20 @@ def cmake_prefix_path(interpreter: str | None, paths: tuple[Path, ...]) -> None:
     if interpreter is not None and paths:
         raise click.UsageError("--python and --path are mutually exclusive")
     click.echo(joined(audit_paths(interpreter, paths), "cmake"))
+
+
+def _wheel_os(path: Path) -> str | None:
+    """linux, macos or windows, from a wheel file name's platform tags; None if they name none
+    (or the name is no wheel name: reading the wheel then says what is wrong)."""
+    from sharewheel.platforms import keys_of
+    from sharewheel.wheelfile import WheelName
+
+    try:
+        systems = {key.os for key in keys_of(WheelName.parse(path.name).platforms)}
+    except SharewheelError:
+        return None
+    systems = {"linux" if system == "musllinux" else system for system in systems}
+    return systems.pop() if len(systems) == 1 else None
 
 
 def _expand(patterns: tuple[str, ...]) -> list[Path]:

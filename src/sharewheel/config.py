@@ -10,7 +10,12 @@ for cibuildwheel::
     exclude = ["libcuda.so.1"]
     [tool.sharewheel.abi]
     acme-native = "minor"
+    [tool.sharewheel.linux]                                # for Linux wheels, over the above
+    providers = ["acme-native", "nvidia-cuda-runtime-cu12"]
 
+A ``linux``, ``macos`` or ``windows`` table (with the same keys) replaces, key by key, what the
+main table says for wheels of that OS, as ``[tool.cibuildwheel.linux]`` does: one command line
+serves every platform even where their providers differ.
 The file is the first ``pyproject.toml`` found from the current directory upwards (with or
 without a ``[tool.sharewheel]`` table: a project's settings never leak into a nested one);
 relative paths in it are relative to its directory. Each setting is taken from the highest of
@@ -51,6 +56,7 @@ log = logging.getLogger("config")
 ENV_PREFIX = "SHAREWHEEL_"
 _LISTS = ("providers", "plugins", "exclude")
 KEYS = (*_LISTS, "abi")
+OSES = ("linux", "macos", "windows")  # per-platform tables, as [tool.cibuildwheel.linux]
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")  # a distribution name (PEP 508)
 
 
@@ -84,11 +90,13 @@ class Config:
     source: Path | None = None
 
 
-def resolve(flags: Settings, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Flags over ``SHAREWHEEL_*`` variables over the nearest pyproject.toml (see the module doc)."""
+def resolve(flags: Settings, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None,
+            os_name: str | None = None) -> Config:
+    """Flags over ``SHAREWHEEL_*`` variables over the nearest pyproject.toml (see the module doc),
+    for wheels of `os_name` (linux, macos, windows) if given."""
     environ = os.environ if environ is None else environ
     pyproject = find_pyproject(Path.cwd() if cwd is None else cwd)
-    from_file = read_pyproject(pyproject) if pyproject is not None else Settings()
+    from_file = read_pyproject(pyproject, os_name) if pyproject is not None else Settings()
     merged = flags.over(from_environment(environ).over(from_file))
     if pyproject is not None:
         log.info("settings from %s, SHAREWHEEL_* variables and flags: %s", pyproject, merged)
@@ -106,8 +114,10 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def read_pyproject(path: Path) -> Settings:
-    """``[tool.sharewheel]`` of `path`; every mistake is one error naming the file and the key."""
+def read_pyproject(path: Path, os_name: str | None = None) -> Settings:
+    """``[tool.sharewheel]`` of `path`, with ``[tool.sharewheel.<os_name>]`` (linux, macos,
+    windows) over it, as cibuildwheel's per-platform tables; every mistake is one error naming
+    the file and the key."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -119,12 +129,18 @@ def read_pyproject(path: Path) -> Settings:
     table = tool.get("sharewheel") if isinstance(tool, dict) else None
     if table is None:
         return Settings()
-    where = f"{path}: [tool.sharewheel]"
+    settings = _table(table, path, "[tool.sharewheel]", OSES)
+    per_os = {name: _table(table[name], path, f"[tool.sharewheel.{name}]", ()) for name in OSES if name in table}
+    return per_os[os_name].over(settings) if os_name in per_os else settings
+
+
+def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Settings:
+    where = f"{path}: {name}"
     if not isinstance(table, dict):
         raise SharewheelError(f"{where}: must be a table, not {_kind(table)}")
-    unknown = sorted(set(table) - set(KEYS))
+    unknown = sorted(set(table) - set(KEYS) - set(subtables))
     if unknown:
-        raise SharewheelError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(KEYS))})")
+        raise SharewheelError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted((*KEYS, *subtables)))})")
     base = path.parent
     lists = {key: _strings(table[key], f"{where} {key}") for key in _LISTS if key in table}
     abi: dict[str, AbiPolicy] | None = None
@@ -132,10 +148,11 @@ def read_pyproject(path: Path) -> Settings:
         if not isinstance(table["abi"], dict):
             raise SharewheelError(f"{where} abi: must be a table of provider = policy, not {_kind(table['abi'])}")
         abi = {}
-        for name, policy in table["abi"].items():
+        for provider, policy in table["abi"].items():
+            here = f"{path}: {name[:-1]}.abi] {provider}"
             if not isinstance(policy, str):
-                raise SharewheelError(f"{path}: [tool.sharewheel.abi] {name}: must be a string, not {_kind(policy)}")
-            _add_override(abi, name, policy, f"{path}: [tool.sharewheel.abi] {name}")
+                raise SharewheelError(f"{here}: must be a string, not {_kind(policy)}")
+            _add_override(abi, provider, policy, here)
     return Settings(
         providers=tuple(_config_provider(p, base, f"{where} providers") for p in lists["providers"])
         if "providers" in lists else None,
