@@ -4,6 +4,8 @@ the Windows loader's behaviour checked under wine."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from conftest import (
     pip_target_for,
     prebuilt_wheel,
     repair,
+    run,
     sharewheel,
     unpack,
 )
@@ -173,3 +176,28 @@ def test_delay_imports_are_renamed_too(win_case: WinCase, pe_zig, build_env: Bui
     repaired = tree / "acme_consumer" / PYD
     assert pe_imports(repaired)["delay_imports"] == [win_case.unique]
     assert pe_checksum_ok(repaired) and pe_sections_ok(repaired)
+
+
+def test_delvewheel_copy_is_unvendored_and_its_load_order_pruned(win_case: WinCase, tmp_path: Path) -> None:
+    """A wheel delvewheel repaired (both DLLs vendored under mangled names, a .load-order file
+    naming them): sharewheel removes the provided copy, relinks the pyd to the provider and
+    drops the copy from the load-order file, which delvewheel's patch reads on older Pythons."""
+    # delvewheel writes the load-order file only for wheels that may run on Python < 3.10: py3
+    cp311 = Path(shutil.copy(win_case.input, tmp_path))
+    run([sys.executable, "-m", "wheel", "tags", "--python-tag", "py3", "--abi-tag", "none", cp311])
+    py3 = one(list(tmp_path.glob("*-py3-none-win_amd64.whl")))
+    dll_dirs = os.pathsep.join(map(str, (win_case.prefix.dll.parent, win_case.extra_dir)))
+    run([sys.executable, "-m", "delvewheel", "repair", "--add-path", dll_dirs, "-w", tmp_path / "delvewheel", py3])
+    delvewheeled = one(list((tmp_path / "delvewheel").glob("*.whl")))
+    before = unpack(delvewheeled, tmp_path / "before")
+    [order_file] = (before / "acme_consumer.libs").glob(".load-order-*")
+    copies = order_file.read_text().split()
+    acme_copy = one([c for c in copies if c.lower().startswith("libacme-3-")])
+    extra_copy = one([c for c in copies if c.lower().startswith("extra-")])
+
+    output = repair(delvewheeled, tmp_path / "out", "--provider", win_case.provider)
+    after = unpack(output, tmp_path / "after")
+    assert sorted(p.name for p in (after / "acme_consumer.libs").iterdir()) == sorted([extra_copy, order_file.name])
+    assert (after / "acme_consumer.libs" / order_file.name).read_text().split() == [extra_copy]
+    names = imported(after / "acme_consumer" / PYD)
+    assert win_case.unique in names and extra_copy in names and acme_copy not in names

@@ -292,14 +292,16 @@ _BINARY_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\x
 
 
 def extract_for_repair(wheel: InputWheel, tree: Path, progress: Callable[[int], None] | None = None) -> Unchanged:
-    """Unpack what repair may read or change — binaries, Python files, dist-info — and leave the
-    rest (data, often most of a large wheel) in the zip to be copied as it is."""
+    """Unpack what repair may read or change — binaries, Python files, dist-info, delvewheel's
+    load-order files (unvendoring prunes them) — and leave the rest (data, often most of a
+    large wheel) in the zip to be copied as it is."""
 
     def wanted(info: zipfile.ZipInfo) -> bool:
         name = info.filename
         return (
             name.startswith(f"{wheel.dist_info}/")
             or name.endswith((".py", *_BINARY_SUFFIXES))
+            or posixpath.basename(name).startswith(".load-order-")
             or wheel.starts_with(info, _BINARY_MAGICS)
         )
 
