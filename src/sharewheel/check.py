@@ -37,8 +37,9 @@ from sharewheel.adapters import PlatformAdapter, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary
 from sharewheel.naming import library_key
+from sharewheel.platforms import keys_of
 from sharewheel.plugin import Plugin, load_plugins, plugin_for
-from sharewheel.registry import Provider, installed_provider
+from sharewheel.registry import Provider, installed_platforms, installed_provider
 from sharewheel.vendored import vendored_copies
 
 _SYS_PATH = "import json, sys; print(json.dumps(sys.path))"
@@ -620,12 +621,8 @@ class _Audit:
 
 
 def _musllinux(item: Installed) -> bool:
-    """Whether the distribution was installed from a musllinux wheel (its WHEEL's tags)."""
-    try:
-        text = item.dist.read_text("WHEEL") or ""
-    except (OSError, UnicodeDecodeError):
-        return False
-    return any(line.startswith("Tag:") and "-musllinux_" in line for line in text.splitlines())
+    """Whether the distribution was installed from a musllinux wheel."""
+    return any(key.os == "musllinux" for key in keys_of(installed_platforms(item.dist)))
 
 
 def _offered(copy: InstalledProvider, needed: str) -> ProvidedLibrary | None:

@@ -60,10 +60,10 @@ def pack(options: PackOptions) -> RepairReport:
     libraries = _load_order(_select(adapter.prefix_libraries(prefix), options.libs, prefix))
     platform = adapter.platform_tag(libraries[0].path)
     needed = [name for lib in libraries for name in lib.needed]  # a linux_<arch> tag names no libc
-    registry = Registry.discover(options.providers, keys_of([platform], needed), plugin_files=options.plugins)
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
 
-    with work_dir() as tmp:
+    with work_dir() as tmp:  # (providers' files unpacked to be read go in here too)
+        registry = Registry.discover(options.providers, keys_of([platform], needed), plugin_files=options.plugins)
         tree = Path(tmp, "tree")
         package_dir = tree / package
         lib_dir = package_dir / "lib"

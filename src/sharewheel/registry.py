@@ -55,7 +55,9 @@ class Provider:
 
     def copy_library(self, library: ProvidedLibrary, dest: Path) -> None:
         """Stream the provided file to `dest` (some OS tools must see it to leave it alone)."""
-        if self.source.is_file():
+        if library.path in self._files:  # already unpacked (its symbols were read): no second inflate
+            shutil.copyfile(self._files[library.path], dest)
+        elif self.source.is_file():
             with zipfile.ZipFile(self.source) as zf, zf.open(library.path) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
         else:
@@ -286,6 +288,16 @@ def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str]
     return provider
 
 
+def installed_platforms(dist: importlib.metadata.Distribution) -> list[str]:
+    """The platform tags of the wheel a distribution was installed from (its WHEEL's Tag lines)."""
+    try:
+        text = dist.read_text("WHEEL") or ""
+    except (OSError, UnicodeDecodeError):
+        return []
+    tags = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
+    return sorted({p for tag in tags for p in tag.rsplit("-", 1)[-1].split(".")})
+
+
 def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[Plugin]) -> Provider | None:
     """An installed distribution as a provider: by its manifest, else by a plugin; None if neither."""
     where = str(dist.locate_file(""))
@@ -298,9 +310,7 @@ def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[
     plugin = plugin_for(name, plugins)
     if plugin is None:
         return None
-    wheel_file = dist.read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip() for line in wheel_file.splitlines() if line.startswith("Tag:")]
-    platforms = sorted({p for tag in tags for p in tag.rsplit("-", 1)[-1].split(".")})
+    platforms = installed_platforms(dist)
     files = [f.as_posix() for f in dist.files or ()]
     pc_files = {}
     for member in files:

@@ -334,7 +334,7 @@ def plan_links(
     relink: dict[str, dict[str, str]] = {}
     fallback: dict[str, set[str]] = {}
     links: list[Link] = []
-    matched: list[tuple[str, Match]] = []  # parallel to links: the needed name and its stand-in
+    matches: dict[tuple[str, str], Match] = {}  # (binary, needed name) → its stand-in
     files: dict[str, set[str]] = {}
     providers = {}
     provided: dict[str, Callable[[Path], None]] = {}
@@ -346,7 +346,7 @@ def plan_links(
             provider, library = match.provider, match.library
             if canonicalize_name(provider.distribution) == canonicalize_name(distribution):
                 continue  # a provider's own libraries: never a dependency on itself
-            matched.append((name, match))
+            matches[binary, name] = match
             key = canonicalize_name(provider.distribution)
             providers[key] = provider
             files.setdefault(key, set()).add(library.unique_name)
@@ -373,7 +373,7 @@ def plan_links(
     exclude = frozenset({*options.exclude, *(name for m in relink.values() for name in m)})
     return Plan(
         relink, {b: tuple(sorted(d)) for b, d in fallback.items()}, tuple(links), requirements, runtime, exclude,
-        provided, {(link.binary, name): match for link, (name, match) in zip(links, matched)},
+        provided, matches,
         tuple(tuple(providers[k].provides.platform.split(".")) for k in sorted(providers)),
     )
 

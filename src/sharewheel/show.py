@@ -124,10 +124,11 @@ def _replaceable(
 ) -> list[dict[str, Any]]:
     """Vendored copies no given provider replaces, but a plugin's third-party wheels could."""
     found = []
+    plugins = load_plugins(plugin_files)
     for copy in vendored_copies((path, 0) for path in binaries):
         if copy.path in unvendoring.removed:
             continue
-        plugin = next((p for p in load_plugins(plugin_files) if p.could_provide(os_name, copy.originals)), None)
+        plugin = next((p for p in plugins if p.could_provide(os_name, copy.originals)), None)
         if plugin is not None:
             found.append({"path": copy.path, "plugin": plugin.name, "distributions": list(plugin.distributions)})
     return found
