@@ -80,6 +80,25 @@ def _truncated(path):
     return None
 
 
+def _load_file(path, distribution):
+    """dlopen(RTLD_NOW | RTLD_LOCAL) on POSIX via _ctypes (what ctypes.CDLL calls, without the
+    cost of importing ctypes on every start), LoadLibraryEx through ctypes on Windows; a file
+    that cannot be loaded is an ImportError naming it, with the loader's own words."""
+    reason = _truncated(path)
+    if reason:
+        raise ImportError(f"{distribution}: cannot load {path}: {reason}", path=path)
+    try:
+        if sys.platform == "win32":
+            import ctypes
+
+            return ctypes.CDLL(path)
+        from _ctypes import dlopen
+
+        return dlopen(path, os.RTLD_NOW | os.RTLD_LOCAL)
+    except OSError as e:
+        raise ImportError(f"{distribution}: cannot load {path}: {e}", path=path) from e
+
+
 def _ships(package_dir, files):
     lib_dir = os.path.join(package_dir, "lib")
     return all(os.path.isfile(os.path.join(lib_dir, f)) for f in files)
@@ -209,21 +228,9 @@ def _preload(distribution, requirement, paths, needed_by, libc="", fallbacks=())
                 _check_layout(libc, fallbacks, files, distribution, requirement, needed_by)
             handles = []
             for path in files:
-                reason = _truncated(path)
-                if reason:
-                    raise ImportError(f"{distribution}: cannot load {path}: {reason}", path=path)
-                try:
-                    if sys.platform == "win32":
-                        import ctypes
-
-                        handles.append(os.add_dll_directory(os.path.dirname(path)))
-                        handles.append(ctypes.CDLL(path))
-                    else:
-                        from _ctypes import dlopen
-
-                        handles.append(dlopen(path, os.RTLD_NOW | os.RTLD_LOCAL))
-                except OSError as e:
-                    raise ImportError(f"{distribution}: cannot load {path}: {e}", path=path) from e
+                if sys.platform == "win32":
+                    handles.append(os.add_dll_directory(os.path.dirname(path)))
+                handles.append(_load_file(path, distribution))
             _preloaded[key] = handles
             return
     raise _missing(distribution, requirement, needed_by, None)
@@ -297,18 +304,6 @@ def get_cmake_dir():
     return os.path.join(_HERE, "lib", "cmake")
 
 
-def _dlopen(path):
-    """dlopen(RTLD_NOW | RTLD_LOCAL) on POSIX via _ctypes (what ctypes.CDLL calls, without the
-    cost of importing ctypes on every start); LoadLibraryEx through ctypes on Windows."""
-    if sys.platform == "win32":
-        import ctypes
-
-        return ctypes.CDLL(path)
-    from _ctypes import dlopen
-
-    return dlopen(path, os.RTLD_NOW | os.RTLD_LOCAL)
-
-
 def load():
     """Load the providers this one needs, then its own libraries; later calls return at once."""
     global _loaded
@@ -322,14 +317,7 @@ def load():
         if sys.platform == "win32":
             _handles.append(os.add_dll_directory(lib_dir))
         for name in _LIBRARIES:
-            path = os.path.join(lib_dir, name)
-            reason = _truncated(path)
-            if reason:
-                raise ImportError(f"{distribution}: cannot load {{path}}: {{reason}}", path=path)
-            try:
-                _handles.append(_dlopen(path))
-            except OSError as e:
-                raise ImportError(f"{distribution}: cannot load {{path}}: {{e}}", path=path) from e
+            _handles.append(_load_file(os.path.join(lib_dir, name), {distribution!r}))
         _loaded = True
 
 
