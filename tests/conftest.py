@@ -365,13 +365,13 @@ PYPI_WHEELS = {
 
 
 @pytest.fixture(scope="session")
-def pypi_wheel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """`pypi_wheel(key)`: the path of a PYPI_WHEELS wheel, downloaded with pip on first use."""
+def pypi_download(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str, str], Path]:
+    """`pypi_download(distribution, version, platform)`: that wheel (for CPython 3.11), downloaded
+    with pip on first use into one cache for the run (SHAREWHEEL_TEST_PYPI_CACHE: across runs)."""
     cache = Path(os.environ.get("SHAREWHEEL_TEST_PYPI_CACHE") or tmp_path_factory.mktemp("pypi"))
 
-    def get(key: str) -> Path:
-        distribution, version, platform = PYPI_WHEELS[key]
-        where = cache / key
+    def get(distribution: str, version: str, platform: str) -> Path:
+        where = cache / f"{distribution}-{version}-{platform}"
         found = sorted(where.glob("*.whl")) if where.is_dir() else []
         if not found:
             run([sys.executable, "-m", "pip", "download", *PIP_QUIET, "--no-deps", "--only-binary=:all:",
@@ -381,3 +381,9 @@ def pypi_wheel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         return one(found)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def pypi_wheel(pypi_download: Callable[[str, str, str], Path]) -> Callable[[str], Path]:
+    """`pypi_wheel(key)`: the path of a PYPI_WHEELS wheel, downloaded with pip on first use."""
+    return lambda key: pypi_download(*PYPI_WHEELS[key])

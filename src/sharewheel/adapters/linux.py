@@ -1,18 +1,18 @@
 """Linux (ELF) adapter: auditwheel decides and vendors, patchelf edits, sharewheel relinks.
 
-Calls auditwheel internals (hence the pinned range in pyproject.toml), all of them here:
-``wheel_abi.analyze_wheel_abi`` for the analysis and platform policy, and from
-``auditwheel.repair`` the helpers its ``repair_wheel`` is made of (``copylib``,
-``append_rpath_within_wheel``) with its ``ElfPatcher``. ``repair_wheel`` itself cannot be
-called: it unpacks and re-zips the wheel on its own, whereas sharewheel edits one tree that
-also receives the runtime hook, the metadata and the manifest, and writes it once.
+Calls auditwheel internals (hence the pinned range in pyproject.toml), all of them here and in
+sharewheel.adapters.manylinux: its policies decide the platform tag and what is external (fed
+by sharewheel's ELF reader, see there), and from ``auditwheel.repair`` the helpers its
+``repair_wheel`` is made of (``copylib``, ``append_rpath_within_wheel``) with its
+``ElfPatcher``. ``repair_wheel`` itself cannot be called: it unpacks and re-zips the wheel on
+its own, whereas sharewheel edits one tree that also receives the runtime hook, the metadata
+and the manifest, and writes it once.
 The provided names are passed to auditwheel as excludes, so it neither looks them up nor
 vendors them; sharewheel then points them at the provider's unique soname.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import posixpath
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sharewheel.adapters import (
+    manylinux,
     BinaryInfo,
     NeededState,
     PrefixLibrary,
@@ -37,7 +38,9 @@ from sharewheel.adapters import (
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
 from sharewheel.platforms import is_musl_libc
-from sharewheel.symbols import SymbolTable, cached_by_file
+from sharewheel import readers
+from sharewheel.readers import elf as elf_reader
+from sharewheel.symbols import SymbolTable
 
 
 @contextmanager
@@ -73,104 +76,26 @@ def _patcher(platform: str) -> Any:
 
 def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
     """(DT_NEEDED, DT_SONAME, is a Python extension) of an ELF file, None if it is not one."""
-    stat_result = path.stat()
-    return _read_elf_cached(str(path), stat_result.st_mtime_ns, stat_result.st_size)
+    elf = elf_reader.read(path)
+    if elf is None:
+        return None
+    return elf.needed, elf.soname, manylinux.is_python_extension(path)[0]
 
 
-@functools.lru_cache(maxsize=4096)
-def _read_elf_cached(name: str, _mtime: int, _size: int) -> tuple[tuple[str, ...], str | None, bool] | None:
-    """_read_elf, once per file version (scanning a symbol table is the costly part of analysis)."""
-    path = Path(name)
-    from auditwheel.elfutils import elf_is_python_extension
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        if f.read(4) != b"\x7fELF":
-            return None
-        f.seek(0)
-        try:
-            elf = ELFFile(f)
-            needed: list[str] = []
-            soname = None
-            for section in elf.iter_sections():
-                if isinstance(section, DynamicSection):
-                    for tag in section.iter_tags():
-                        if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)  # type: ignore[attr-defined]
-                        elif tag.entry.d_tag == "DT_SONAME":
-                            soname = tag.soname  # type: ignore[attr-defined]
-            is_extension = elf_is_python_extension(path, elf)[0]
-            for segment in elf.iter_segments():  # what auditwheel's lddtree reads: check it parses
-                if segment["p_type"] == "PT_DYNAMIC":
-                    for tag in segment.iter_tags():  # type: ignore[attr-defined]
-                        getattr(tag, "needed", None)
-        except (ELFError, ValueError, KeyError, AssertionError, IndexError, OSError) as e:
-            raise SharewheelError(f"{path.name}: malformed ELF file ({e})") from None
-    return tuple(needed), soname, is_extension
-
-
-@cached_by_file
 def elf_symbols(path: Path) -> SymbolTable:
     """Imports (by version file, or unbound) and exports of an ELF file's dynamic symbol table."""
-    name = str(path)
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
-    from elftools.elf.sections import SymbolTableSection
-
-    imports: dict[str | None, set[tuple[str, str | None]]] = {}
-    exports: dict[str, set[str | None]] = {}
-    with open(name, "rb") as f:
-        try:
-            elf = ELFFile(f)
-            dynsym = versym = None
-            needed_versions: dict[int, tuple[str | None, str | None]] = {}  # version index → (version, file)
-            defined_versions: dict[int, str] = {}
-            for section in elf.iter_sections():
-                if section["sh_type"] == "SHT_DYNSYM" and isinstance(section, SymbolTableSection):
-                    dynsym = section
-                elif isinstance(section, GNUVerSymSection):
-                    versym = section
-                elif isinstance(section, GNUVerNeedSection):
-                    for verneed, auxiliaries in section.iter_versions():
-                        for aux in auxiliaries:
-                            needed_versions[aux["vna_other"]] = (aux.name, verneed.name)
-                elif isinstance(section, GNUVerDefSection):
-                    for verdef, auxiliaries in section.iter_versions():
-                        if not verdef["vd_flags"] & 1:  # VER_FLG_BASE names the file, not a version
-                            defined_versions[verdef["vd_ndx"]] = next(iter(auxiliaries)).name
-            if dynsym is None:
-                return SymbolTable()
-            for index, symbol in enumerate(dynsym.iter_symbols()):
-                bind = symbol["st_info"]["bind"]
-                if index == 0 or bind not in ("STB_GLOBAL", "STB_WEAK", "STB_GNU_UNIQUE") or not symbol.name:
-                    continue
-                ndx = versym.get_symbol(index)["ndx"] if versym is not None else 0
-                ndx = ndx & 0x7FFF if isinstance(ndx, int) else 0
-                if symbol["st_shndx"] == "SHN_UNDEF":
-                    if bind == "STB_WEAK":
-                        continue  # may stay unresolved
-                    version, file = needed_versions.get(ndx, (None, None))
-                    imports.setdefault(file, set()).add((symbol.name, version))
-                elif symbol["st_other"]["visibility"] in ("STV_DEFAULT", "STV_PROTECTED"):
-                    exports.setdefault(symbol.name, set()).add(defined_versions.get(ndx))
-        except (ELFError, ValueError, KeyError, AssertionError, IndexError, OSError) as e:
-            raise SharewheelError(f"{Path(name).name}: malformed ELF symbol table ({e})") from None
-    return SymbolTable({k: frozenset(v) for k, v in imports.items()}, {k: frozenset(v) for k, v in exports.items()})
+    return elf_reader.symbols(path)
 
 
 def _elf_arch(path: Path) -> str | None:
     """The baseline architecture an ELF file is built for (auditwheel's names), None if unknown."""
-    from auditwheel.lddtree import _get_platform
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        try:
-            return _get_platform(ELFFile(f)).baseline_architecture.value
-        except ValueError:
-            return None
+    elf = elf_reader.read(path)
+    if elf is None:
+        return None
+    try:
+        return manylinux.platform(elf).baseline_architecture.value
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -183,6 +108,9 @@ class _Analysis:
 class LinuxAdapter:
     os = "linux"
 
+    def __init__(self) -> None:
+        self._resolved: dict[tuple[Path, tuple[Path, ...]], dict[Path, Any]] = {}
+
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
         def read(path: Path) -> BinaryInfo | None:
             elf = _read_elf(path)
@@ -194,7 +122,6 @@ class LinuxAdapter:
     def _analyze(self, job: RepairJob) -> _Analysis:
         from auditwheel.error import AuditwheelError, NonPlatformWheelError, WheelToolsError
         from auditwheel.policy import get_replace_platforms
-        from auditwheel.wheel_abi import analyze_wheel_abi, get_wheel_elfdata
         from auditwheel.wheeltools import get_wheel_architecture, get_wheel_libc
 
         try:
@@ -214,10 +141,12 @@ class LinuxAdapter:
         if arch is not None and plat_base.endswith(f"_{arch.value}"):
             plat_base = plat_base[: -len(arch.value) - 1]
         try:
-            abi = analyze_wheel_abi(
+            abi = manylinux.analyze_wheel_abi(
+                job.tree,
+                _files(job.tree),
+                job.wheel,
                 libc,
                 arch,
-                job.wheel,
                 job.exclude,
                 disable_isa_ext_check=False,
                 allow_graft=True,
@@ -228,10 +157,8 @@ class LinuxAdapter:
             raise SharewheelError(f"{job.wheel.name}: {e.message.splitlines()[0]}") from None
         except RuntimeError as e:  # shared libraries in purelib
             raise SharewheelError(f"{job.wheel.name}: {' '.join(str(e).split())}") from None
-        except (ValueError, KeyError, IndexError, AssertionError, OSError) as e:  # pyelftools on damaged ELF
+        except (ValueError, KeyError, IndexError, AssertionError, OSError) as e:  # pyelftools on a blacklist check
             raise SharewheelError(f"{job.wheel.name}: an ELF file auditwheel cannot read ({type(e).__name__}: {e})") from None
-        finally:
-            get_wheel_elfdata.cache_clear()  # keyed by path: a later wheel may reuse a temp path
 
         policies = abi.policies
         overall = abi.overall_policy
@@ -336,6 +263,7 @@ class LinuxAdapter:
                 if rpath != current:  # patchelf rewrites the file even for an equal value
                     patcher.set_rpath(path, rpath)
             patcher.apply_updates()
+            readers.forget(job.tree)
             _write_sbom(job, analysis.platforms, [source for source in sources if source is not None])
         vendored = tuple(sorted(p.as_posix() for _, p in grafted.values()))
         return RepairOutcome(analysis.platforms, vendored, {old: new.as_posix() for old, new in moved.items()})
@@ -387,16 +315,22 @@ class LinuxAdapter:
 
     def resolve(self, tree: Path, binary: str, search: tuple[Path, ...] = ()) -> dict[str, Path]:
         """The libraries `binary` loads (direct and indirect) that auditwheel's search finds,
-        `search` first (pack's PREFIX/lib)."""
-        from auditwheel.lddtree import ldd, load_ld_paths
+        `search` first (pack's PREFIX/lib), from the roots that load it: a vendored library
+        without RPATH finds its neighbours through the RPATH of the extension loading it."""
+        from auditwheel.lddtree import ld_paths_from_arg
 
-        ld_paths = load_ld_paths(_libc_of(self.binaries(tree)))
-        ld_paths["conf"] = [*map(str, search), *ld_paths["conf"]]
+        libc = _libc_of(self.binaries(tree))
+        ldpaths = _ld_paths(search, libc)
         try:
-            tree_info = ldd(tree / binary, ldpaths=ld_paths)
-        except (ValueError, OSError):
+            found = manylinux.ldd(tree / binary, ldpaths=ld_paths_from_arg(ldpaths))
+            if any(lib.realpath is None for lib in found.libraries.values()):  # look from its loaders
+                key = (tree, search)
+                if key not in self._resolved:
+                    self._resolved[key] = manylinux.dependency_trees(tree, _files(tree), libc, ldpaths)
+                found = self._resolved[key].get(Path(binary), found)
+        except (SharewheelError, ValueError, OSError):
             return {}
-        return {name: Path(lib.realpath) for name, lib in tree_info.libraries.items() if lib.realpath}
+        return {name: Path(lib.realpath) for name, lib in found.libraries.items() if lib.realpath}
 
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)
@@ -408,6 +342,7 @@ class LinuxAdapter:
             patcher.replace_needed(dest, *pairs)
         patcher.set_rpath(dest, "$ORIGIN")
         patcher.apply_updates()
+        readers.forget(dest)
 
     def link_aids(self, lib_dir: Path, unique: str, original: str) -> list[Path]:
         """A GNU ld script `libNAME.so` = INPUT(unique): `-lNAME` links the unique file."""
@@ -420,14 +355,9 @@ class LinuxAdapter:
     def platform_tag(self, path: Path) -> str:
         """`linux_<arch>` from the file alone (auditwheel's ldd would also walk, and may trip on,
         whatever its dependencies' names find on this host)."""
-        from auditwheel.lddtree import _get_platform
-        from elftools.elf.elffile import ELFFile
-
-        with open(path, "rb") as f:
-            try:
-                arch = _get_platform(ELFFile(f)).baseline_architecture.value
-            except ValueError as e:
-                raise SharewheelError(f"{path}: unknown ELF architecture ({e})") from None
+        arch = _elf_arch(path)
+        if arch is None:
+            raise SharewheelError(f"{path}: unknown ELF architecture")
         return f"linux_{arch}"
 
 
@@ -489,6 +419,12 @@ def _ld_paths(first: tuple[Path, ...], libc: Any) -> str | None:
 
     environment = os.environ.get("LD_LIBRARY_PATH", "").split(":")
     return ":".join(p for p in [*map(str, first), *environment, *load_ld_paths(libc)["conf"]] if p)
+
+
+def _files(tree: Path) -> list[str]:
+    """The tree's files, tree-relative, in the order the analysis meets them (sorted, as the
+    wheel is written; auditwheel walks RECORD, which sharewheel writes in this order too)."""
+    return sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
 
 
 def _inside_tree(rpath: str, binary: Path, tree: Path) -> bool:

@@ -1,0 +1,519 @@
+"""auditwheel's analysis of a wheel, fed by sharewheel's ELF reader instead of pyelftools.
+
+auditwheel stays the authority on manylinux/musllinux policy: this module builds auditwheel's
+own data (``lddtree.DynamicExecutable`` trees with their ``Platform``, ``wheel_abi.WheelElfData``)
+from :mod:`sharewheel.readers.elf` and hands it to auditwheel's policy code —
+``WheelPolicies`` (whitelists, symbol-version ceilings, blacklists), ``versioned_symbols_policy``,
+and from ``wheel_abi`` the functions ``analyze_wheel_abi`` is made of (``get_symbol_policies``,
+``get_external_libs``, ``_get_machine_policy``, ``_fixup_elf_trees``, ``update``). What is written
+here mirrors, step for step, the auditwheel 6.8 functions that read files — ``lddtree.ldd``,
+``wheel_abi.get_wheel_elfdata``, ``WheelPolicies.lddtree_external_references`` (its blacklist
+check) and the reading half of ``analyze_wheel_abi`` — and nothing else. tests/test_differential_linux.py checks the result
+against ``auditwheel show`` and ``auditwheel repair`` on real wheels.
+
+Why: auditwheel's analysis spent 73 % of a repair of a wheel that is mostly shared libraries in
+pyelftools, which builds a Python object per dynamic symbol, several times per file (see
+sharewheel.readers.elf for the numbers). Each file is read here once, straight from the
+unpacked tree, and only the policy decisions are auditwheel's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from sharewheel.errors import SharewheelError
+from sharewheel.readers import elf as elf_reader
+from sharewheel.readers.elf import ElfFile
+
+log = logging.getLogger("manylinux")
+
+# auditwheel 6.8's lddtree._get_platform: (e_machine, class, little endian) → baseline architecture
+_BASE_ARCHITECTURES = {
+    ("EM_386", 32, True): "i686",
+    ("EM_X86_64", 64, True): "x86_64",
+    ("EM_PPC64", 64, True): "ppc64le",
+    ("EM_PPC64", 64, False): "ppc64",
+    ("EM_RISCV", 64, True): "riscv64",
+    ("EM_AARCH64", 64, True): "aarch64",
+    ("EM_S390", 64, False): "s390x",
+    ("EM_ARM", 32, True): "armv7l",
+    ("EM_LOONGARCH", 64, True): "loongarch64",
+}
+_EF_ARM_EABIMASK, _EF_ARM_EABI_VER5, _EF_ARM_ABI_FLOAT_HARD = 0xFF000000, 0x05000000, 0x00000400
+
+
+def read(path: Path) -> ElfFile:
+    """An ELF file the analysis looks at (a caller checked that it is one)."""
+    found = elf_reader.read(path)
+    if found is None:
+        raise SharewheelError(f"{path.name}: not an ELF file")
+    return found
+
+
+def platform(elf: ElfFile) -> Any:
+    """auditwheel's ``lddtree.Platform`` of a file, as its ``_get_platform`` computes it."""
+    from auditwheel.architecture import Architecture
+    from auditwheel.lddtree import Platform
+
+    name = _BASE_ARCHITECTURES.get((elf.machine_name, elf.elf_class, elf.little_endian))
+    base = Architecture(name) if name else None
+    extended = None
+    error = None
+    if base is None:
+        error = "Unknown architecture"
+    elif base == Architecture.x86_64:
+        for data in elf.x86_isa_needed:  # one value per note section, in section order
+            data -= data & 1  # clear baseline
+            if data & 8 == 8:
+                extended = Architecture.x86_64_v4
+            elif data & 4 == 4:
+                extended = Architecture.x86_64_v3
+            elif data & 2 == 2:
+                extended = Architecture.x86_64_v2
+            elif data != 0:
+                error = "unknown x86_64 ISA"
+    elif base == Architecture.armv7l:
+        if (elf.flags & _EF_ARM_EABIMASK) != _EF_ARM_EABI_VER5:
+            error = "Invalid ARM EABI version for armv7l"
+        elif (elf.flags & _EF_ARM_ABI_FLOAT_HARD) != _EF_ARM_ABI_FLOAT_HARD:
+            error = "armv7l shall use hard-float"
+        if error is not None:
+            base = None
+    return Platform(elf.osabi_name, elf.elf_class, elf.little_endian, elf.machine_name, base, extended, error)
+
+
+def _find_lib(platform_: Any, lib: str, ldpaths: list[str], root: str) -> tuple[Path | None, str | None]:
+    """lddtree.find_lib: the first file of that name in `ldpaths` built for a compatible platform
+    (a file that is no ELF, or a damaged one, is passed over, as the loader passes it over)."""
+    from auditwheel.lddtree import readlink
+
+    for ldpath in ldpaths:
+        path = os.path.join(ldpath, lib)
+        target = Path(readlink(path, root, prefixed=True))
+        if target.exists():
+            try:
+                candidate = elf_reader.read(target)
+            except SharewheelError:
+                continue
+            if candidate is not None and platform_.is_compatible(platform(candidate)):
+                return target, path
+    return None, None
+
+
+def ldd(
+    path: Path,
+    root: str = "/",
+    prefix: str = "",
+    ldpaths: dict[str, list[str]] | None = None,
+    display: str | None = None,
+    exclude: frozenset[str] = frozenset(),
+    _all_libs: dict[str, Any] | None = None,
+) -> Any:
+    """auditwheel's ``lddtree.ldd``: the dependency tree of one ELF file, searched as the loader
+    searches (the root's DT_RPATH also applies to its dependencies' lookups)."""
+    from auditwheel.error import InvalidLibcError
+    from auditwheel.lddtree import LIBPYTHON_RE, DynamicExecutable, DynamicLibrary, load_ld_paths, normpath, parse_ld_paths, readlink
+    from auditwheel.libc import Libc
+
+    first = _all_libs is None
+    all_libs: dict[str, Any] = {} if _all_libs is None else _all_libs
+    interpreter = None
+    libc = None
+    elf = read(path)
+    platform_ = platform(elf)
+    if first and elf.interpreter is not None:
+        interpreter = normpath(root + elf.interpreter)
+        soname = os.path.basename(interpreter)
+        all_libs[soname] = DynamicLibrary(soname, interpreter, Path(readlink(interpreter, root, prefixed=True)), platform_)
+        libc = Libc.MUSL if soname.startswith("ld-musl-") else Libc.GLIBC
+        if ldpaths is None:
+            ldpaths = load_ld_paths(libc).copy()
+        ldpaths["interp"] = [
+            normpath(root + os.path.dirname(elf.interpreter)),
+            normpath(root + prefix + "/usr" + os.path.dirname(elf.interpreter).lstrip(prefix)),
+        ]
+    rpaths = parse_ld_paths(elf.rpath, path=str(path), root=root) if elf.rpath else []
+    runpaths = parse_ld_paths(elf.runpath, path=str(path), root=root) if elf.runpath else []
+    if runpaths:  # with both, only RUNPATH is used
+        rpaths = []
+    needed = list(elf.needed)
+    if first:
+        for soname in needed:  # the libc, from the dependencies
+            if soname.startswith(("libc.musl-", "ld-musl-")):
+                if libc is None:
+                    libc = Libc.MUSL
+                if libc != Libc.MUSL:
+                    raise InvalidLibcError(f"found a dependency on MUSL but the libc is already set to {libc}")
+            elif soname == "libc.so.6" or soname.startswith(("ld-linux-", "ld64.so.")):
+                if libc is None:
+                    libc = Libc.GLIBC
+                if libc != Libc.GLIBC:
+                    raise InvalidLibcError(f"found a dependency on GLIBC but the libc is already set to {libc}")
+        if libc is None:  # the file name, as a last resort
+            if path.name.endswith(("-arm-linux-musleabihf.so", "-linux-musl.so")):
+                libc = Libc.MUSL
+            elif path.name.endswith(("-arm-linux-gnueabihf.so", "-linux-gnu.so")):
+                soabi = path.stem.split(".")[-1].split("-")
+                if soabi[0] == "cpython" and soabi[1].startswith(tuple(f"3{minor}" for minor in range(11, 100))):
+                    libc = Libc.GLIBC
+        if ldpaths is None:
+            ldpaths = load_ld_paths(libc).copy()
+        ldpaths["rpath"] = rpaths  # the main file's paths are used for everything it loads
+        ldpaths["runpath"] = runpaths
+    assert ldpaths is not None
+    search = (ldpaths["rpath"] + rpaths + runpaths + ldpaths["env"] + ldpaths["runpath"] + ldpaths["conf"]
+              + ldpaths["interp"])
+    excluded: set[str] = set()
+    for soname in needed:
+        if soname in all_libs or soname in excluded:
+            continue
+        if any(fnmatch(soname, e) for e in exclude):
+            excluded.add(soname)
+            continue
+        if LIBPYTHON_RE.match(soname):  # removed later, never analysed (auditwheel#589)
+            all_libs[soname] = DynamicLibrary(soname, None, None)
+            continue
+        realpath, fullpath = _find_lib(platform_, soname, search, root)
+        if realpath is not None and any(fnmatch(str(realpath), e) for e in exclude):
+            excluded.add(soname)
+            continue
+        all_libs[soname] = DynamicLibrary(soname, fullpath, realpath)
+        if realpath is None or fullpath is None:
+            continue
+        dependency = ldd(realpath, root, prefix, ldpaths, fullpath, exclude, all_libs)
+        all_libs[soname] = DynamicLibrary(soname, fullpath, realpath, dependency.platform, dependency.needed)
+    return DynamicExecutable(
+        interpreter, libc, str(path) if display is None else display, path, platform_,
+        tuple(soname for soname in needed if soname not in excluded), tuple(rpaths), tuple(runpaths), all_libs,
+    )
+
+
+def is_python_extension(path: Path) -> tuple[bool, int | None]:
+    """auditwheel's elf_is_python_extension: a defined function named for the module's init."""
+    module = path.name.split(".", 1)[0]
+    kinds = {f"init{module}": 2, f"PyInit_{module}": 3, f"_cffi_pypyinit_{module}": 2}
+    for symbol in elf_reader.find_symbols(path, kinds):
+        if symbol.defined and symbol.type == elf_reader.STT_FUNC:
+            return True, kinds[symbol.name]
+    return False, None
+
+
+def _references_pyfpe_jbuf(path: Path) -> bool:
+    return any(not s.defined and s.type in (elf_reader.STT_FUNC, elf_reader.STT_NOTYPE)
+               for s in elf_reader.find_symbols(path, ("PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter")))
+
+
+def _uses_ucs2_symbols(path: Path) -> bool:
+    """Whether a Python 2 extension imports a PyUnicodeUCS2_ function (a UCS-2 build of Python)."""
+    return any("PyUnicodeUCS2_" in s.name and not s.defined and s.type == elf_reader.STT_FUNC
+               for s in elf_reader.iter_symbols(path))
+
+
+def external_references(policies: Any, elftree: Any, tree: Path) -> dict[str, Any]:
+    """auditwheel's ``WheelPolicies.lddtree_external_references``: per policy, the libraries of
+    `elftree` to vendor (neither whitelisted nor inside the wheel) and the blacklisted symbols
+    it imports. Rewritten for one reason: auditwheel's reads the file's whole symbol table with
+    pyelftools once per policy to look for a few blacklisted names (68 of 73 s of a repair of
+    opencv-python-headless 5.0.0.93); here the names are looked up once, in the string table."""
+    from auditwheel.libc import Libc
+    from auditwheel.lddtree import LIBPYTHON_RE
+    from auditwheel.policy import ExternalReference
+
+    def filtered(libs: Iterable[str], whitelist: frozenset[str]) -> list[str]:
+        return [
+            lib for lib in libs
+            if not ("ld-linux" in lib or lib in ("ld64.so.2", "ld64.so.1"))  # the dynamic loader
+            and not (policies.libc == Libc.ANDROID and LIBPYTHON_RE.match(lib))
+            and lib not in whitelist
+        ]
+
+    def required(libs: set[str], whitelist: frozenset[str]) -> set[str]:
+        pending, found = set(libs), set()
+        while pending:
+            lib = pending.pop()
+            found.add(lib)
+            pending.update(d for d in filtered(elftree.libraries[lib].needed, whitelist) if d not in found)
+        return found
+
+    blacklisted_names = {name for p in policies for lib, names in p.blacklist.items()
+                         if lib in elftree.needed for name in names}
+    undefined: set[str] = {"*"}  # auditwheel counts "*" as imported: a blacklist entry "*" always matches
+    if blacklisted_names:
+        undefined |= {s.name for s in elf_reader.find_symbols(elftree.realpath, blacklisted_names)
+                      if not s.defined and s.bind != elf_reader.STB_WEAK}
+    references: dict[str, Any] = {}
+    for policy in policies:
+        external: set[str] = set()
+        blacklist: dict[str, list[str]] = {}
+        if policy != policies.linux:  # the generic linux policy has no whitelist: nothing is external
+            for lib in sorted(set(policy.blacklist) & set(elftree.needed)):
+                hit = policy.blacklist[lib] & undefined
+                if hit:
+                    blacklist[lib] = sorted(hit)
+            external = required(set(filtered(elftree.needed, policy.whitelist)), policy.whitelist)
+        libs: dict[str, Path | None] = {}
+        for lib in external:
+            realpath = elftree.libraries[lib].realpath
+            if realpath is not None and _inside(Path(realpath), tree):
+                continue  # found through an RPATH into the wheel: not external
+            libs[lib] = realpath
+        references[policy.name] = ExternalReference(libs, blacklist, policy)
+    return references
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents
+
+
+def versioned_symbols(elf: ElfFile) -> Iterable[tuple[str, str]]:
+    """auditwheel's elf_find_versioned_symbols: (library, version) needs, the loader's own aside."""
+    for file, versions in elf.version_needs:
+        if file.startswith("ld-linux") or file in ("ld64.so.2", "ld64.so.1"):
+            continue
+        for version in versions:
+            yield file, version
+
+
+@dataclasses.dataclass
+class _Scan:
+    """Every ELF file of a tree with its dependency tree, split as get_wheel_elfdata splits them."""
+
+    python: dict[Path, Any]  # extension modules → DynamicExecutable
+    other: dict[Path, Any]  # every other ELF file → DynamicExecutable
+    policies: Any
+    versioned: dict[str, set[str]]
+    uses_ucs2: bool
+    uses_pyfpe: bool
+
+
+def _scan(
+    tree: Path, files: Iterable[str], wheel_fn: Path | None, libc: Any, architecture: Any,
+    exclude: frozenset[str], args_ldpaths: str | None,
+) -> _Scan:
+    """The file loop of auditwheel's get_wheel_elfdata (`files` tree-relative, in RECORD order:
+    the first ELF file decides the architecture)."""
+    from auditwheel.error import InvalidLibcError, NonPlatformWheelError
+    from auditwheel.lddtree import ld_paths_from_arg
+    from auditwheel.libc import Libc
+    from auditwheel.policy import WheelPolicies
+
+    scan = _Scan({}, {}, None, defaultdict(set), False, False)
+    if libc == Libc.ANDROID and args_ldpaths is None:
+        args_ldpaths = ""
+    in_purelib: list[str] = []
+    invalid_machine: list[str] = []
+    platform_wheel = False
+    for name in files:
+        fn = Path(name)
+        if fn.name.endswith(".py"):
+            continue
+        path = tree / fn
+        if not path.is_file() or (elf := elf_reader.read(path)) is None:
+            continue
+        if any(p.name == "purelib" for p in fn.parents):
+            in_purelib.append(fn.name)
+        if in_purelib:
+            continue
+        elftree = ldd(path, exclude=exclude, ldpaths=ld_paths_from_arg(args_ldpaths))
+        try:
+            elf_arch = elftree.platform.baseline_architecture
+        except ValueError:
+            invalid_machine.append(fn.name)
+            log.warning("ignoring: %s with unknown architecture", fn.name)
+            continue
+        if architecture is None:
+            architecture = elf_arch
+        elif elf_arch != architecture.baseline:
+            invalid_machine.append(fn.name)
+            log.warning("ignoring: %s with %s architecture", fn.name, elf_arch)
+            continue
+        if elftree.libc is not None:
+            if libc is None:
+                libc = elftree.libc
+            elif libc != elftree.libc:
+                log.warning("ignoring: %s with %s libc", fn.name, elftree.libc)
+                continue
+        if scan.policies is None and libc is not None and architecture is not None:
+            scan.policies = WheelPolicies(libc=libc, arch=architecture, wheel_fn=wheel_fn)
+        platform_wheel = True
+        for key, value in versioned_symbols(elf):
+            scan.versioned[key].add(value)
+        is_extension, python_major = is_python_extension(path)
+        if is_extension:
+            if scan.policies is None:
+                raise InvalidLibcError(f"couldn't detect libc for python extension {fn}")
+            scan.python[fn] = elftree
+            scan.uses_pyfpe |= _references_pyfpe_jbuf(path)
+            if python_major == 2:
+                scan.uses_ucs2 |= _uses_ucs2_symbols(path)
+        else:
+            scan.other[fn] = elftree
+    if in_purelib:
+        libraries = "\n\t".join(in_purelib)
+        raise RuntimeError(
+            "Invalid binary wheel, found the following shared library/libraries in purelib folder:\n\t"
+            f"{libraries}\nThe wheel has to be platlib compliant in order to be repaired by auditwheel."
+        )
+    if not platform_wheel:
+        raise NonPlatformWheelError(None if architecture is None else architecture.value, invalid_machine)
+    if scan.policies is None:  # no extension: a library with no libc dependency, or a static executable
+        libc = Libc.detect()
+        log.warning("couldn't detect wheel libc, defaulting to %s", libc)
+        scan.policies = WheelPolicies(libc=libc, arch=architecture)
+    return scan
+
+
+def wheel_elf_data(
+    tree: Path,
+    files: Iterable[str],
+    wheel_fn: Path,
+    libc: Any,
+    architecture: Any,
+    exclude: frozenset[str],
+    args_ldpaths: str | None,
+) -> Any:
+    """auditwheel's ``get_wheel_elfdata`` over an unpacked tree; keys are tree-relative paths."""
+    from auditwheel.wheel_abi import WheelElfData, _fixup_elf_trees
+
+    scan = _scan(tree, files, wheel_fn, libc, architecture, exclude, args_ldpaths)
+    full_elftree = dict(scan.python)
+    full_external_refs = {fn: external_references(scan.policies, t, tree) for fn, t in scan.python.items()}
+    _fixup_elf_trees(full_elftree, scan.other)
+    _complete_from_loaders(scan.python, scan.other)
+    needed_libs = {lib for tree_ in (*full_elftree.values(), *scan.other.values()) for lib in tree_.needed}
+    for fn, elftree in scan.other.items():
+        if fn.name not in needed_libs:
+            full_elftree[fn] = elftree
+        full_external_refs[fn] = external_references(scan.policies, elftree, tree)
+    return WheelElfData(scan.policies, full_elftree, full_external_refs, scan.versioned, scan.uses_ucs2,
+                        scan.uses_pyfpe)
+
+
+def dependency_trees(tree: Path, files: Iterable[str], libc: Any, args_ldpaths: str | None) -> dict[Path, Any]:
+    """Every ELF file's dependency tree (tree-relative path → DynamicExecutable), a library's
+    completed from a tree that loads it, as auditwheel completes them (_fixup_elf_trees)."""
+    from auditwheel.wheel_abi import _fixup_elf_trees
+
+    scan = _scan(tree, files, None, libc, None, frozenset(), args_ldpaths)
+    _fixup_elf_trees(scan.python, scan.other)
+    _complete_from_loaders(scan.python, scan.other)
+    return {**scan.python, **scan.other}
+
+
+def _complete_from_loaders(python: dict[Path, Any], other: dict[Path, Any]) -> None:
+    """Resolve what a library of the wheel still lacks from any tree that loads it.
+
+    auditwheel's _fixup_elf_trees completes a library's tree only from a tree in which every
+    library was found. A musllinux wheel analysed on a glibc host has none (musl's libc is not
+    there), so a vendored libstdc++ without RPATH keeps its vendored libgcc_s unresolved although
+    the extension's DT_RPATH, which also applies to what its dependencies load, finds it at run
+    time: `auditwheel show` accepts such a wheel, `auditwheel repair` on the same host refuses it.
+    Here each still-missing name is taken from a tree that loads the library and found it."""
+    loaders = [*python.values(), *other.values()]
+    for fn, elftree in list(other.items()):
+        missing = {name for name, lib in elftree.libraries.items() if lib.realpath is None}
+        if not missing:
+            continue
+        libraries = dict(elftree.libraries)
+        for loader in loaders:
+            if loader is elftree or not any(
+                lib.realpath is not None and _same_file(lib.realpath, elftree.realpath)
+                for lib in loader.libraries.values()
+            ):
+                continue
+            pending = [name for name in missing if name in loader.libraries and loader.libraries[name].realpath]
+            while pending:  # the found library's own dependencies come with it
+                name = pending.pop()
+                if libraries.get(name) is not None and libraries[name].realpath is not None:
+                    continue
+                libraries[name] = loader.libraries[name]
+                missing.discard(name)
+                pending += [n for n in loader.libraries[name].needed if n in loader.libraries
+                            and (libraries.get(n) is None or libraries[n].realpath is None)]
+            if not missing:
+                break
+        other[fn] = dataclasses.replace(elftree, libraries=libraries)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def analyze_wheel_abi(
+    tree: Path,
+    files: Iterable[str],
+    wheel_fn: Path,
+    libc: Any,
+    architecture: Any,
+    exclude: frozenset[str],
+    *,
+    disable_isa_ext_check: bool,
+    allow_graft: bool,
+    requested_policy_base_name: str | None = None,
+    args_ldpaths: str | None = None,
+) -> Any:
+    """auditwheel's ``analyze_wheel_abi`` on an unpacked tree: its ``WheelAbIInfo``."""
+    from auditwheel.policy import ExternalReference
+    from auditwheel.wheel_abi import (
+        WheelAbIInfo,
+        _get_machine_policy,
+        get_external_libs,
+        get_symbol_policies,
+        update,
+    )
+
+    data = wheel_elf_data(tree, files, wheel_fn, libc, architecture, exclude, args_ldpaths)
+    policies = data.policies
+    external_refs = {p.name: ExternalReference({}, {}, p) for p in policies}
+    for fn in data.full_elftree:
+        update(external_refs, data.full_external_refs[fn])
+    external_libs = get_external_libs(external_refs)
+    external_versioned: dict[str, dict[str, set[str]]] = {}
+    for path, soname in external_libs.items():  # wheel_abi.get_versioned_symbols
+        elf = elf_reader.read(path)
+        if elf is not None:
+            needs: dict[str, set[str]] = defaultdict(set)
+            for key, value in versioned_symbols(elf):
+                needs[key].add(value)
+            external_versioned[soname] = needs
+    symbol_policies = get_symbol_policies(policies, data.versioned_symbols, external_versioned, external_refs)
+    symbol_policy, versioned = max(
+        symbol_policies, key=lambda x: x[0],
+        default=(policies.versioned_symbols_policy(data.versioned_symbols), data.versioned_symbols),
+    )
+    ref_policy = max((e.policy for e in external_refs.values() if len(e.libs) == 0), default=policies.linux)
+    blacklist_policy = max((e.policy for e in external_refs.values() if len(e.blacklist) == 0),
+                           default=policies.linux)
+    if requested_policy_base_name is None or requested_policy_base_name == "auto":
+        graft_lib_count = min((len(e.libs) for e in external_refs.values() if e.policy != policies.linux), default=0)
+    else:
+        graft_lib_count = min((len(e.libs) for e in external_refs.values()
+                               if e.policy.name.startswith(f"{requested_policy_base_name}_")), default=0)
+    graft_policy = max((e.policy for e in external_refs.values() if len(e.libs) <= graft_lib_count),
+                       default=policies.linux)
+    if disable_isa_ext_check:
+        machine_policy = policies.highest
+    else:
+        machine_policy = _get_machine_policy(policies, data.full_elftree, frozenset(external_libs.values()))
+    ucs_policy = policies.linux if data.uses_ucs2_symbols else policies.highest
+    pyfpe_policy = policies.linux if data.uses_pyfpe_jbuf else policies.highest
+    overall = min(symbol_policy, ucs_policy, pyfpe_policy, blacklist_policy, machine_policy)
+    if requested_policy_base_name is not None:
+        overall = min(overall, graft_policy)
+    if not allow_graft:
+        overall = min(overall, ref_policy)
+    return WheelAbIInfo(
+        policies, data.full_external_refs, overall, external_refs, ref_policy, versioned, symbol_policy,
+        ucs_policy, pyfpe_policy, blacklist_policy, machine_policy, graft_policy,
+    )
