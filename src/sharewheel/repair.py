@@ -109,6 +109,7 @@ class RepairReport:
     replaced_by: dict[str, str] = field(default_factory=dict)  # removed copy → the provider standing in
     dry_run: bool = False  # nothing was written; `vendored` names what the OS tool would vendor
     pure: bool = False  # a wheel for any platform: copied unchanged, nothing to repair
+    staged: Path | None = None  # written here, for the caller to rename to `output`
 
     def plan(self) -> list[str]:
         """What repair does (or, dry, would do) and why: `-v` logs it, `--dry-run` prints it."""
@@ -148,19 +149,22 @@ class RepairReport:
 
 
 def repair_wheel(
-    wheel_path: Path, out_dir: Path, options: RepairOptions, *, taken: Mapping[Path, Path] | None = None
+    wheel_path: Path, out_dir: Path, options: RepairOptions, *, taken: Mapping[Path, Path] | None = None,
+    stage: Path | None = None,
 ) -> RepairReport:
-    """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their inputs."""
-    out_dir = out_dir.resolve() if options.dry_run else _writable_dir(out_dir)
+    """Repair one wheel into `out_dir`; `taken` maps outputs already written in this run to their
+    inputs. With `stage`, the wheel is written there under its final name and the caller renames
+    it into `out_dir` (sharewheel.batch: several wheels repaired at once commit in input order)."""
+    out_dir = out_dir.resolve() if options.dry_run else writable_dir(out_dir)
     progress = options.progress or _NoProgress()
     with errors_name(wheel_path), InputWheel.open(wheel_path) as wheel, \
             work_dir() as tmp:
         if set(wheel.platforms) == {"any"}:
-            return _copy_pure(wheel, out_dir, options, taken)
+            return _copy_pure(wheel, out_dir, options, taken, stage)
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         tree = Path(tmp, "tree").resolve()
         progress.stage("unpacking", sum(i.compress_size for i in wheel.zip.infolist()))
-        unchanged = extract_for_repair(wheel, tree, progress.advance)
+        unchanged = extract_for_repair(wheel, tree, progress.advance, all_python=adapter.os == "windows")
         unchanged.start_check()
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         progress.stage("analyzing", 0)
@@ -182,7 +186,8 @@ def repair_wheel(
         # apply: copies removed; the OS tool vendors the rest; the adapter relinks the provided names
         unvendoring.apply(tree)  # (in the work directory: with --dry-run nothing else is touched)
         # the OS tools read a wheel file: give them one with just what they look at
-        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
+        slim = wheel_path if adapter.os == "linux" else write_wheel(  # delocate and delvewheel read a wheel file
+            tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         job = RepairJob(
             wheel=slim,
             tree=tree,
@@ -217,12 +222,14 @@ def repair_wheel(
             raise SharewheelError(f"{wheel_path}: the repaired wheel would overwrite its input; choose another -w")
         if taken and output in taken:
             raise SharewheelError(f"{wheel_path}: repairs to {output.name}, which {taken[output]} was just repaired to")
-        progress.stage("writing", bytes_to_write(tree, unchanged))
-        write_wheel(tree, wheel.dist_info, output, unchanged=unchanged, progress=progress.advance)
+        progress.stage("writing", bytes_to_write(tree, unchanged, wheel.dist_info))
+        write_wheel(tree, wheel.dist_info, (stage or out_dir) / output.name, unchanged=unchanged,
+                    progress=progress.advance)
         progress.stage("", 0)
     return RepairReport(
         wheel_path, output, links, vendored, outcome.platforms, tuple(str(r) for r in plan.requirements),
         unvendoring.removed, unvendoring.saved, unvendoring.reasons(),
+        staged=None if stage is None else stage / output.name,
     )
 
 
@@ -270,7 +277,8 @@ def _write_dist_info(
 
 
 def _copy_pure(
-    wheel: InputWheel, out_dir: Path, options: RepairOptions, taken: Mapping[Path, Path] | None
+    wheel: InputWheel, out_dir: Path, options: RepairOptions, taken: Mapping[Path, Path] | None,
+    stage: Path | None = None,
 ) -> RepairReport:
     """A pure-Python wheel has nothing to link or vendor. It is copied byte for byte (after the
     same RECORD checks as any input), so that `repair -w OUT dist/*.whl` in a release script, or
@@ -283,24 +291,28 @@ def _copy_pure(
         return report
     unchanged = wheel.extract(out_dir, lambda _: False)  # extracts nothing: checks every entry's hash
     unchanged.start_check()
-    copy_wheel(wheel.path, output, check=unchanged.wait_check)
-    return report
+    copy_wheel(wheel.path, (stage or out_dir) / output.name, check=unchanged.wait_check)
+    return report if stage is None else replace(report, staged=stage / output.name)
 
 
 _BINARY_SUFFIXES = (".so", ".dylib", ".pyd", ".dll", ".exe")
 _BINARY_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba", b"MZ")
 
 
-def extract_for_repair(wheel: InputWheel, tree: Path, progress: Callable[[int], None] | None = None) -> Unchanged:
-    """Unpack what repair may read or change — binaries, Python files, dist-info, delvewheel's
-    load-order files (unvendoring prunes them) — and leave the rest (data, often most of a
-    large wheel) in the zip to be copied as it is."""
+def extract_for_repair(wheel: InputWheel, tree: Path, progress: Callable[[int], None] | None = None, *,
+                       all_python: bool = True) -> Unchanged:
+    """Unpack what repair may read or change — binaries, dist-info, delvewheel's load-order
+    files (unvendoring prunes them), the packages' `__init__.py` (the hook goes there) and, with
+    `all_python` (delvewheel reads and patches them), every Python file — and leave the rest
+    (data and Python sources, often most of a large wheel) in the zip to be copied as it is."""
 
     def wanted(info: zipfile.ZipInfo) -> bool:
         name = info.filename
+        if name.endswith((".py", ".pyi")):  # never loaded as native code: no need to look inside
+            return all_python or posixpath.basename(name) == "__init__.py"
         return (
             name.startswith(f"{wheel.dist_info}/")
-            or name.endswith((".py", *_BINARY_SUFFIXES))
+            or name.endswith(_BINARY_SUFFIXES)
             or posixpath.basename(name).startswith(".load-order-")
             or wheel.starts_with(info, _BINARY_MAGICS)
         )
@@ -539,7 +551,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _writable_dir(out_dir: Path) -> Path:
+def writable_dir(out_dir: Path) -> Path:
     """Create `out_dir` and prove a file can be written there, before doing any work."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tup
             work_dir() as tmp:
         adapter = adapter_for(wheel.platforms, wheel_path.name)
         tree = Path(tmp, "tree").resolve()
-        extract_for_repair(wheel, tree)
+        extract_for_repair(wheel, tree, all_python=adapter.os == "windows")
         previous = read_manifest(tree, wheel.dist_info, wheel_path.name)
         binaries = adapter.binaries(tree)
         needed = [name for info in binaries.values() for name in info.needed]  # a linux_<arch> tag names no libc
@@ -83,7 +83,8 @@ def show_wheel(wheel_path: Path, providers: tuple[Path | str, ...], plugins: tup
         unvendoring = plan_unvendoring(tree, binaries, registry, wheel.name.distribution)
         plan = plan_links(wheel.name.distribution, binaries, registry, RepairOptions(), previous, unvendoring)
         unvendoring.apply(tree)  # show the wheel as repair would leave it
-        slim = write_wheel(tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
+        slim = wheel_path if adapter.os == "linux" else write_wheel(  # delocate and delvewheel read a wheel file
+            tree, wheel.dist_info, Path(tmp, "slim", wheel_path.name), compress=False)
         job = RepairJob(
             wheel=slim, tree=tree, distribution=wheel.name.distribution,
             platforms=tuple(wheel.platforms), relink=plan.relink, fallback_dirs=plan.fallback_dirs,

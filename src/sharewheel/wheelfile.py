@@ -21,12 +21,13 @@ import shutil
 import stat
 import struct
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -308,11 +309,14 @@ class InputWheel:
                 progress: Callable[[int], None] | None = None) -> Unchanged:
         """Unpack into `dest` the entries `wanted` selects (default all), keeping executable bits;
         the byte budget is enforced while writing. Returns the others, for write_wheel to copy.
-        `progress` is told each entry's compressed size as it is done with it."""
-        budget = max_unpacked_size()
+        `progress` is told each entry's compressed size as it is done with it.
+
+        Large entries are inflated on as many threads as there are cores (zlib, hashing and
+        writing release the GIL): a wheel that is mostly shared libraries is mostly inflating."""
+        budget = _Budget(self.path, max_unpacked_size())
         left: dict[str, zipfile.ZipInfo] = {}
+        chosen: list[tuple[zipfile.ZipInfo, Path]] = []
         for info in self.zip.infolist():
-            target = dest.joinpath(*PurePosixPath(info.filename).parts)
             if info.is_dir():
                 continue
             if wanted is not None and not wanted(info):
@@ -320,24 +324,56 @@ class InputWheel:
                 if progress is not None:
                     progress(info.compress_size)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            digest = self._digest(info.filename)
-            try:
-                with self.zip.open(info) as src, open(target, "wb") as out:
-                    while chunk := src.read(_CHUNK):
-                        budget -= len(chunk)
-                        if budget < 0:
-                            raise SharewheelError(f"{self.path}: unpacks to more than allowed")
-                        digest.update(chunk)
-                        out.write(chunk)
-            except _ZIP_ERRORS as e:
-                raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
-            self._verified(info.filename, digest)
-            mode = (info.external_attr >> 16) & 0o777
-            target.chmod(0o755 if mode & 0o111 else 0o644)
+            chosen.append((info, dest.joinpath(*PurePosixPath(info.filename).parts)))
+        for directory in sorted({target.parent for _, target in chosen}):
+            directory.mkdir(parents=True, exist_ok=True)
+        extracted: dict[str, tuple[zipfile.ZipInfo, tuple[int, ...]]] = {}
+
+        def one(info: zipfile.ZipInfo, target: Path, zf: zipfile.ZipFile) -> None:
+            extracted[info.filename] = (info, self._extract_entry(zf, info, target, budget))
             if progress is not None:
                 progress(info.compress_size)
-        return Unchanged(self.zip, left, (self._rows or self._record_rows()) if left else {})
+
+        big = sorted((c for c in chosen if c[0].file_size >= _PARALLEL_MIN), key=lambda c: -c[0].file_size)
+        workers = min(len(big), os.cpu_count() or 1)
+        if workers > 1:
+            with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="sharewheel-unpack") as pool:
+                handles = threading.local()
+
+                def threaded(info: zipfile.ZipInfo, target: Path) -> None:
+                    if not hasattr(handles, "zip"):  # one file handle per thread
+                        handles.zip = zipfile.ZipFile(self.path)
+                        opened.append(handles.zip)
+                    one(info, target, handles.zip)
+
+                opened: list[zipfile.ZipFile] = []
+                try:
+                    for future in [pool.submit(threaded, info, target) for info, target in big]:
+                        future.result()
+                finally:
+                    for handle in opened:
+                        handle.close()
+            done = {info.filename for info, _ in big}
+            chosen = [c for c in chosen if c[0].filename not in done]
+        for info, target in chosen:
+            one(info, target, self.zip)
+        return Unchanged(self.zip, left, self._rows or self._record_rows(), extracted)
+
+    def _extract_entry(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget) -> tuple[int, ...]:
+        """Inflate one entry to `target`, checking its RECORD hash as it streams; its stamp."""
+        digest = self._digest(info.filename)
+        try:
+            with zf.open(info) as src, open(target, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    budget.spend(len(chunk))
+                    digest.update(chunk)
+                    out.write(chunk)
+        except _ZIP_ERRORS as e:
+            raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+        self._verified(info.filename, digest)
+        mode = (info.external_attr >> 16) & 0o777
+        target.chmod(0o755 if mode & 0o111 else 0o644)
+        return _stamp(target)
 
     def _record_rows(self) -> dict[str, tuple[str, str]]:
         from installer.records import parse_record_file
@@ -355,6 +391,29 @@ class InputWheel:
                 return f.read(8).startswith(prefixes)
         except _ZIP_ERRORS as e:
             raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+
+
+_PARALLEL_MIN = 1 << 20  # entries this large are inflated on a thread pool
+
+
+class _Budget:
+    """The bytes a wheel may still unpack to (a zip bomb guard), shared by the unpacking threads."""
+
+    def __init__(self, wheel: Path, limit: int) -> None:
+        self._wheel, self._left, self._lock = wheel, limit, threading.Lock()
+
+    def spend(self, size: int) -> None:
+        with self._lock:
+            self._left -= size
+            if self._left < 0:
+                raise SharewheelError(f"{self._wheel}: unpacks to more than allowed")
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    """What changes when a file is written or replaced (ctime also when it is written within
+    one tick of the clock, and cannot be set back)."""
+    stat_result = path.stat()
+    return stat_result.st_size, stat_result.st_ino, stat_result.st_mtime_ns, stat_result.st_ctime_ns
 
 
 def _record_hash(data_path: Path) -> tuple[str, int]:
@@ -393,28 +452,29 @@ def write_wheel(
     """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all.
 
     With `unchanged`, its entries (those of the input wheel that were never extracted into
-    `tree`) are copied still compressed, their RECORD rows kept: a repair that edits a few small
-    files of a 1 GB wheel neither inflates nor deflates the rest. `progress` is told the bytes
-    read as they are (file sizes, compressed sizes of copied entries): see `bytes_to_write`.
+    `tree`, and those extracted but not written to since) are copied still compressed, their
+    RECORD rows kept: a repair that edits a few files of a 1 GB wheel neither inflates nor
+    deflates the rest, binaries included. `progress` is told the bytes read as they are (file
+    sizes, compressed sizes of copied entries): see `bytes_to_write`.
     """
     for path in tree.rglob("*"):
         if path.is_symlink():
             raise SharewheelError(f"{path.relative_to(tree)}: a wheel cannot hold a symbolic link")
     files = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
-    copied = {} if unchanged is None else {n: i for n, i in unchanged.entries.items() if n not in files}
+    copied = {} if unchanged is None else unchanged.to_copy(tree, files, f"{dist_info}/RECORD")
     names = _canonical_order(files | set(copied), dist_info)
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     for name in names[:-1]:
         row = unchanged.record.get(name) if name in copied and unchanged else None
-        writer.writerow((name, *(row or _record_hash(tree / name))))
+        writer.writerow((name, *(row if row and row[0] else _record_hash(tree / name))))
     writer.writerow((names[-1], "", ""))
     (tree / names[-1]).write_text(rows.getvalue(), encoding="utf-8")
 
     date_time = _timestamp()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out_path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{_TMP_MARK}{os.getpid()}", dir=out_path.parent)
+    remove_stale_temporaries(out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{TMP_MARK}{os.getpid()}", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
             for name in names:
@@ -448,18 +508,18 @@ def write_wheel(
     return out_path
 
 
-def bytes_to_write(tree: Path, unchanged: Unchanged | None) -> int:
+def bytes_to_write(tree: Path, unchanged: Unchanged | None, dist_info: str) -> int:
     """What write_wheel will report to its `progress` in all: the total of a progress bar."""
     files = {p.relative_to(tree).as_posix(): p.stat().st_size for p in tree.rglob("*") if p.is_file()}
-    copied = 0 if unchanged is None else sum(i.compress_size for n, i in unchanged.entries.items() if n not in files)
-    return sum(files.values()) + copied
+    copied = {} if unchanged is None else unchanged.to_copy(tree, set(files), f"{dist_info}/RECORD")
+    return sum(size for name, size in files.items() if name not in copied) + sum(i.compress_size for i in copied.values())
 
 
 def copy_wheel(source: Path, out_path: Path, *, check: Callable[[], None] | None = None) -> Path:
     """Copy `source` to `out_path` byte for byte, appearing whole or not at all as write_wheel's
     output does; `check` (the input's RECORD check) must pass before the copy is renamed into place."""
-    _remove_stale_temporaries(out_path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{_TMP_MARK}{os.getpid()}", dir=out_path.parent)
+    remove_stale_temporaries(out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{TMP_MARK}{os.getpid()}", dir=out_path.parent)
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
             shutil.copyfileobj(src, out, _CHUNK)
@@ -475,13 +535,13 @@ def copy_wheel(source: Path, out_path: Path, *, check: Callable[[], None] | None
     return out_path
 
 
-_TMP_MARK = ".sharewheel-tmp-"
+TMP_MARK = ".sharewheel-tmp-"
 
 
-def _remove_stale_temporaries(directory: Path, pattern: str = f".*{_TMP_MARK}*") -> None:
+def remove_stale_temporaries(directory: Path, pattern: str = f".*{TMP_MARK}*") -> None:
     """Temporary files and directories of runs that were killed (their pid is gone) are removed."""
     for path in directory.glob(pattern):
-        pid = path.name.rsplit(_TMP_MARK, 1)[1]
+        pid = path.name.rsplit(TMP_MARK, 1)[1]
         if pid.isdigit() and not _alive(int(pid)):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
@@ -492,13 +552,41 @@ def _remove_stale_temporaries(directory: Path, pattern: str = f".*{_TMP_MARK}*")
 @contextmanager
 def work_dir() -> Iterator[Path]:
     """A temporary directory named with this process's pid; those of killed runs go first."""
-    _remove_stale_temporaries(Path(tempfile.gettempdir()), f"sharewheel-*{_TMP_MARK}*")
-    with tempfile.TemporaryDirectory(prefix="sharewheel-", suffix=f"{_TMP_MARK}{os.getpid()}") as tmp:
+    base = _system_tempdir()
+    remove_stale_temporaries(Path(base), f"sharewheel-*{TMP_MARK}*")
+    with tempfile.TemporaryDirectory(prefix="sharewheel-", suffix=f"{TMP_MARK}{os.getpid()}", dir=base) as tmp:
         outer, tempfile.tempdir = tempfile.tempdir, tmp  # the OS tools' own temporaries go in here too
         try:
             yield Path(tmp)
         finally:
             tempfile.tempdir = outer
+
+
+_SYSTEM_TEMPDIR: str | None = None
+_RUN_DIR: tuple[int, Path] | None = None  # (pid of its maker, directory)
+
+
+def _system_tempdir() -> str:
+    """The temporary directory of the system (TMPDIR), not a work directory set as tempfile's."""
+    global _SYSTEM_TEMPDIR
+    if _SYSTEM_TEMPDIR is None:
+        _SYSTEM_TEMPDIR = tempfile.gettempdir()
+    return _SYSTEM_TEMPDIR
+
+
+def run_dir() -> Path:
+    """A directory for this process's whole run, removed when it exits (or, if it is killed, by
+    the next run): files that serve many wheels — a provider's library unpacked to read its
+    symbols — are unpacked there once."""
+    global _RUN_DIR
+    if _RUN_DIR is None:  # (a forked worker uses its parent's, which the parent removes)
+        import atexit
+
+        directory = Path(tempfile.mkdtemp(prefix="sharewheel-run-", suffix=f"{TMP_MARK}{os.getpid()}",
+                                          dir=_system_tempdir()))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        _RUN_DIR = (os.getpid(), directory)
+    return _RUN_DIR[1]
 
 
 def _alive(pid: int) -> bool:
@@ -520,9 +608,20 @@ class Unchanged:
     """
 
     zip: zipfile.ZipFile
-    entries: dict[str, zipfile.ZipInfo]
+    entries: dict[str, zipfile.ZipInfo]  # never extracted
     record: dict[str, tuple[str, str]]
+    extracted: dict[str, tuple[zipfile.ZipInfo, tuple[int, ...]]] = field(default_factory=dict)  # name → stamp
     _check: concurrent.futures.Future[None] | None = None
+
+    def to_copy(self, tree: Path, files: set[str], record: str) -> dict[str, zipfile.ZipInfo]:
+        """The entries to copy still compressed into a wheel of `tree` (whose files are `files`):
+        those never extracted, and those extracted and left as they were (their hash was checked
+        as they were extracted). RECORD is always written anew."""
+        copy = {n: i for n, i in self.entries.items() if n not in files}
+        for name, (info, stamp) in self.extracted.items():
+            if name in files and name != record and _stamp(tree / name) == stamp:
+                copy[name] = info
+        return copy
 
     def start_check(self) -> None:
         if self.entries and self._check is None:
