@@ -9,7 +9,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,33 +168,55 @@ def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
 @click.option("--require-archs", default=None, metavar="ARCHS", help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's {delocate_archs}).")
 @click.option("--abi", "abi", multiple=True, metavar="NAME=POLICY", help="Narrow provider NAME's Requires-Dist by an ABI policy (major, minor, exact or a template); never widens it (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print what repair would link, vendor, remove and require, and write nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Repair up to N wheels at once (default: the number of CPUs).")
 @click.pass_context
 def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...],
            plugins: tuple[Path, ...], exclude: tuple[str, ...], plat: str, lib_sdir: str | None,
-           require_archs: str | None, dry_run: bool, abi: tuple[str, ...]) -> None:
+           require_archs: str | None, dry_run: bool, abi: tuple[str, ...], jobs: int | None) -> int:
     """Link WHEELS to provider wheels instead of vendoring what those provide.
 
     --provider, --plugin, --exclude and --abi default to SHAREWHEEL_PROVIDERS, _PLUGINS, _EXCLUDE
-    and _ABI, then to [tool.sharewheel] of the nearest pyproject.toml (see the README)."""
+    and _ABI, then to [tool.sharewheel] of the nearest pyproject.toml (see the README). Each wheel
+    is repaired as if on its own; if any fails, the others are still written and the exit status is 1."""
+    from sharewheel.batch import repair_all
     from sharewheel.config import Settings, abi_flags, resolve
-    from sharewheel.repair import RepairOptions, repair_wheel
+    from sharewheel.repair import RepairOptions, writable_dir
 
     archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
     flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi))
     resolve(flags)  # a broken configuration is an error before any wheel is read
-    written: dict[Path, Path] = {}  # output → the input it was repaired from, in this run
     settings = ctx.obj or {}
-    for path in _expand(wheels):
+    paths = _expand(wheels)
+    workers = min(jobs or os.cpu_count() or 1, len(paths))
+    work = []
+    for path in paths:
         config = resolve(flags, os_name=_wheel_os(path))  # [tool.sharewheel.<os>] over the rest
-        options = RepairOptions(providers=config.providers, plugins=config.plugins, exclude=config.exclude,
-                                plat=plat, lib_sdir=lib_sdir, require_archs=archs, abi=config.abi)
-        bar = not settings.get("quiet") and sys.stderr.isatty() and path.stat().st_size >= PROGRESS_MIN_BYTES
-        progress = _TerminalProgress() if bar else None
-        report = repair_wheel(path, wheel_dir, replace(options, dry_run=dry_run, progress=progress), taken=written)
-        written[report.output] = path
+        bar = (workers == 1 and not settings.get("quiet") and sys.stderr.isatty()
+               and path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES)
+        work.append((path, RepairOptions(
+            providers=config.providers, plugins=config.plugins, exclude=config.exclude, plat=plat,
+            lib_sdir=lib_sdir, require_archs=archs, abi=config.abi, dry_run=dry_run,
+            progress=_TerminalProgress() if bar else None,
+        )))
+    if not dry_run:
+        writable_dir(wheel_dir)  # one error line for all wheels, before any is read
+    status = 0
+    for outcome in repair_all(work, wheel_dir, workers):
+        if outcome.report is None:
+            if outcome.internal:
+                status = 3
+                click.echo(f"sharewheel: internal error: {outcome.error} (SHAREWHEEL_DEBUG=1 shows the "
+                           "traceback; please report it)", err=True)
+            else:
+                status = status or 1
+                click.echo(f"sharewheel: error: {outcome.error}", err=True)
+            continue
+        report = outcome.report
         if dry_run or settings.get("verbose"):
             click.echo("\n".join(f"  {line}" for line in report.plan()), err=not dry_run)
         click.echo(report.summary())
+    return status
 
 
 @main.command()

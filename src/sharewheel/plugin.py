@@ -178,12 +178,61 @@ def builtin_dir() -> Path:
     return installed if installed.is_dir() else here.parents[1] / "plugins"
 
 
+class LazyPlugins(Sequence[Plugin]):
+    """The plugins :func:`load_plugins` would return. The `--plugin` files are read at once (a
+    broken one is an error even if no wheel needed it); entry-point plugins, third-party code,
+    are imported only when a plugin is first asked for: most repairs meet no wheel that needs one."""
+
+    def __init__(self, files: Sequence[Path] = ()) -> None:
+        self._files = tuple(files)
+        self._given = _from_files(self._files)
+        self._plugins: list[Plugin] | None = None
+
+    def _loaded(self) -> list[Plugin]:
+        if self._plugins is None:
+            self._plugins = load_plugins(self._files)
+        return self._plugins
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+
+_FILES: dict[tuple[tuple[str, int, int], ...], list[Plugin]] = {}
+_INSTALLED: list[Plugin] | None = None
+
+
 def load_plugins(files: Sequence[Path] = ()) -> list[Plugin]:
-    """`--plugin` files first, then entry-point plugins, then the shipped ones.
+    """`--plugin` files first, then entry-point plugins, then the shipped ones; each read once per
+    process (a call repairing many wheels asks for each wheel).
 
     An earlier plugin wins for a distribution both match, so a project can override a shipped one.
     """
-    plugins = [Plugin.from_file(path) for path in files]
+    global _INSTALLED
+    if _INSTALLED is None:
+        _INSTALLED = _entry_point_and_shipped_plugins()
+    return [*_from_files(files), *_INSTALLED]
+
+
+def _from_files(files: Sequence[Path]) -> list[Plugin]:
+    key = tuple(_stamp(path) for path in files)
+    if key not in _FILES:
+        _FILES[key] = [Plugin.from_file(path) for path in files]
+    return _FILES[key]
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        stat = path.stat()
+        return str(path.absolute()), stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return str(path.absolute()), -1, -1  # reading it says what is wrong
+
+
+def _entry_point_and_shipped_plugins() -> list[Plugin]:
+    plugins = []
     for entry_point in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         where = f"entry point {entry_point.name} = {entry_point.value}"
         try:

@@ -18,6 +18,7 @@ import logging
 import posixpath
 import re
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,8 +35,8 @@ from sharewheel.errors import SharewheelError
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import library_key
 from sharewheel.platforms import PlatformKey, keys_of
-from sharewheel.plugin import Plugin, load_plugins, plugin_for
-from sharewheel.wheelfile import InputWheel
+from sharewheel.plugin import LazyPlugins, Plugin, plugin_for
+from sharewheel.wheelfile import InputWheel, run_dir
 
 ENTRY_POINT_GROUP = "sharewheel.providers"
 log = logging.getLogger("registry")
@@ -68,7 +69,7 @@ class Provider:
         if not self.source.is_file():
             return self.source / library.path
         if library.path not in self._files:
-            where = Path(tempfile.mkdtemp(prefix="provided-")) / posixpath.basename(library.path)
+            where = Path(tempfile.mkdtemp(prefix="provided-", dir=run_dir())) / posixpath.basename(library.path)
             self.copy_library(library, where)
             self._files[library.path] = where
         return self._files[library.path]
@@ -189,8 +190,7 @@ class Registry:
         """Providers for `platform` from `provider_paths` (wheels, directories, installed
         distribution names), then from the installed environment; `abi`: the consumer's
         overrides by canonical name, which narrow those providers' requirements."""
-        plugins = load_plugins(plugin_files)
-        given = [p for p in _from_paths(provider_paths, plugins) if platform <= p.platform_keys]
+        given = [p for p in given_providers(provider_paths, plugin_files) if platform <= p.platform_keys]
         names = {canonicalize_name(p.distribution) for p in given}
         installed = [
             p for p in (_installed() if include_installed else ())
@@ -205,6 +205,31 @@ class Registry:
             replace(p, consumer_abi=overrides[key]) if (key := canonicalize_name(p.distribution)) in overrides else p
             for p in (*given, *installed)
         ])
+
+
+_GIVEN: dict[tuple[object, ...], list[Provider]] = {}
+
+
+def given_providers(provider_paths: Sequence[Path | str], plugin_files: Sequence[Path]) -> list[Provider]:
+    """The providers `--provider` names, read once per process while their files are unchanged
+    (a call repairing many wheels reads each provider wheel once, its library unpacked once)."""
+    key = (tuple(map(str, provider_paths)), tuple(map(str, plugin_files)), _stamps(provider_paths))
+    if key not in _GIVEN:
+        _GIVEN[key] = list(_from_paths(provider_paths, LazyPlugins(plugin_files)))
+    return _GIVEN[key]
+
+
+def _stamps(paths: Sequence[Path | str]) -> tuple[tuple[str, int, int], ...]:
+    found = []
+    for given in paths:
+        path = Path(given)
+        for wheel in sorted(path.glob("*.whl")) if path.is_dir() else [path]:
+            try:
+                stat = wheel.stat()
+                found.append((str(wheel.absolute()), stat.st_size, stat.st_mtime_ns))
+            except OSError:
+                found.append((str(wheel), -1, -1))
+    return tuple(found)
 
 
 def _checked(provider: Provider) -> Provider:
@@ -390,7 +415,18 @@ def _initpy_module(pc_files: dict[str, str], libraries: Sequence[str], label: st
     return module
 
 
-def _installed() -> Iterable[Provider]:
+_INSTALLED: dict[tuple[str, ...], list[Provider]] = {}
+
+
+def _installed() -> list[Provider]:
+    """The installed sharewheel providers, read once per process for one sys.path."""
+    key = tuple(sys.path)
+    if key not in _INSTALLED:
+        _INSTALLED[key] = list(_read_installed())
+    return _INSTALLED[key]
+
+
+def _read_installed() -> Iterable[Provider]:
     seen: set[str] = set()
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry_point.dist
