@@ -15,11 +15,18 @@ Why: auditwheel's analysis spent 73 % of a repair of a wheel that is mostly shar
 pyelftools, which builds a Python object per dynamic symbol, several times per file (see
 sharewheel.readers.elf for the numbers). Each file is read here once, straight from the
 unpacked tree, and only the policy decisions are auditwheel's.
+
+One core does it: analysing 2,012 system libraries as one tree took 2.1 s (0.95 s with the files
+already read); reading them in a process per core (2 cores, fork) took longer, 2.3–3.5 s, as
+sending the parsed files back costs as much as parsing them (0.98 s to read all, 0.37 s to
+pickle and unpickle them). Several wheels do use every core (sharewheel.batch), and unpacking a
+wheel does (sharewheel.wheelfile), which is where a wheel of shared libraries spends its time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections import defaultdict
@@ -29,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sharewheel.errors import SharewheelError
+from sharewheel.readers import FileCache
 from sharewheel.readers import elf as elf_reader
 from sharewheel.readers.elf import ElfFile
 
@@ -59,17 +67,23 @@ def read(path: Path) -> ElfFile:
 
 def platform(elf: ElfFile) -> Any:
     """auditwheel's ``lddtree.Platform`` of a file, as its ``_get_platform`` computes it."""
+    return _platform(elf.osabi_name, elf.elf_class, elf.little_endian, elf.machine_name, elf.flags, elf.x86_isa_needed)
+
+
+@functools.lru_cache(maxsize=256)
+def _platform(osabi: str, elf_class: int, little_endian: bool, machine: str, flags: int,
+              x86_isa_needed: tuple[int, ...]) -> Any:
     from auditwheel.architecture import Architecture
     from auditwheel.lddtree import Platform
 
-    name = _BASE_ARCHITECTURES.get((elf.machine_name, elf.elf_class, elf.little_endian))
+    name = _BASE_ARCHITECTURES.get((machine, elf_class, little_endian))
     base = Architecture(name) if name else None
     extended = None
     error = None
     if base is None:
         error = "Unknown architecture"
     elif base == Architecture.x86_64:
-        for data in elf.x86_isa_needed:  # one value per note section, in section order
+        for data in x86_isa_needed:  # one value per note section, in section order
             data -= data & 1  # clear baseline
             if data & 8 == 8:
                 extended = Architecture.x86_64_v4
@@ -80,30 +94,36 @@ def platform(elf: ElfFile) -> Any:
             elif data != 0:
                 error = "unknown x86_64 ISA"
     elif base == Architecture.armv7l:
-        if (elf.flags & _EF_ARM_EABIMASK) != _EF_ARM_EABI_VER5:
+        if (flags & _EF_ARM_EABIMASK) != _EF_ARM_EABI_VER5:
             error = "Invalid ARM EABI version for armv7l"
-        elif (elf.flags & _EF_ARM_ABI_FLOAT_HARD) != _EF_ARM_ABI_FLOAT_HARD:
+        elif (flags & _EF_ARM_ABI_FLOAT_HARD) != _EF_ARM_ABI_FLOAT_HARD:
             error = "armv7l shall use hard-float"
         if error is not None:
             base = None
-    return Platform(elf.osabi_name, elf.elf_class, elf.little_endian, elf.machine_name, base, extended, error)
+    return Platform(osabi, elf_class, little_endian, machine, base, extended, error)
 
 
-def _find_lib(platform_: Any, lib: str, ldpaths: list[str], root: str) -> tuple[Path | None, str | None]:
+def _find_lib(platform_: Any, lib: str, ldpaths: list[str], root: str,
+              seen: dict[tuple[str, str], Any]) -> tuple[Path | None, str | None]:
     """lddtree.find_lib: the first file of that name in `ldpaths` built for a compatible platform
-    (a file that is no ELF, or a damaged one, is passed over, as the loader passes it over)."""
+    (a file that is no ELF, or a damaged one, is passed over, as the loader passes it over).
+    `seen` remembers each candidate for one analysis: thousands of files ask for one libc."""
     from auditwheel.lddtree import readlink
 
     for ldpath in ldpaths:
         path = os.path.join(ldpath, lib)
-        target = Path(readlink(path, root, prefixed=True))
-        if target.exists():
-            try:
-                candidate = elf_reader.read(target)
-            except SharewheelError:
-                continue
-            if candidate is not None and platform_.is_compatible(platform(candidate)):
-                return target, path
+        if (ldpath, lib) not in seen:
+            target = Path(readlink(path, root, prefixed=True))
+            candidate = None
+            if target.exists():
+                try:
+                    candidate = elf_reader.read(target)
+                except SharewheelError:
+                    candidate = None
+            seen[ldpath, lib] = None if candidate is None else (target, platform(candidate))
+        found = seen[ldpath, lib]
+        if found is not None and platform_.is_compatible(found[1]):
+            return found[0], path
     return None, None
 
 
@@ -115,18 +135,25 @@ def ldd(
     display: str | None = None,
     exclude: frozenset[str] = frozenset(),
     _all_libs: dict[str, Any] | None = None,
+    _seen: dict[tuple[str, str], Any] | None = None,
 ) -> Any:
     """auditwheel's ``lddtree.ldd``: the dependency tree of one ELF file, searched as the loader
-    searches (the root's DT_RPATH also applies to its dependencies' lookups)."""
+    searches (the root's DT_RPATH also applies to its dependencies' lookups). `_seen`: candidate
+    files already looked at in this analysis (see _find_lib)."""
     from auditwheel.error import InvalidLibcError
     from auditwheel.lddtree import LIBPYTHON_RE, DynamicExecutable, DynamicLibrary, load_ld_paths, normpath, parse_ld_paths, readlink
     from auditwheel.libc import Libc
 
     first = _all_libs is None
     all_libs: dict[str, Any] = {} if _all_libs is None else _all_libs
+    seen = {} if _seen is None else _seen
     interpreter = None
     libc = None
-    elf = read(path)
+    elf = seen.get(("", str(path))) if not first else None  # a dependency met before in this analysis
+    if elf is None:
+        elf = read(path)
+        if not first:
+            seen["", str(path)] = elf
     platform_ = platform(elf)
     if first and elf.interpreter is not None:
         interpreter = normpath(root + elf.interpreter)
@@ -180,14 +207,14 @@ def ldd(
         if LIBPYTHON_RE.match(soname):  # removed later, never analysed (auditwheel#589)
             all_libs[soname] = DynamicLibrary(soname, None, None)
             continue
-        realpath, fullpath = _find_lib(platform_, soname, search, root)
+        realpath, fullpath = _find_lib(platform_, soname, search, root, seen)
         if realpath is not None and any(fnmatch(str(realpath), e) for e in exclude):
             excluded.add(soname)
             continue
         all_libs[soname] = DynamicLibrary(soname, fullpath, realpath)
         if realpath is None or fullpath is None:
             continue
-        dependency = ldd(realpath, root, prefix, ldpaths, fullpath, exclude, all_libs)
+        dependency = ldd(realpath, root, prefix, ldpaths, fullpath, exclude, all_libs, seen)
         all_libs[soname] = DynamicLibrary(soname, fullpath, realpath, dependency.platform, dependency.needed)
     return DynamicExecutable(
         interpreter, libc, str(path) if display is None else display, path, platform_,
@@ -197,6 +224,11 @@ def ldd(
 
 def is_python_extension(path: Path) -> tuple[bool, int | None]:
     """auditwheel's elf_is_python_extension: a defined function named for the module's init."""
+    return _extension_cache(path)
+
+
+def _is_python_extension(name: str) -> tuple[bool, int | None]:
+    path = Path(name)
     module = path.name.split(".", 1)[0]
     kinds = {f"init{module}": 2, f"PyInit_{module}": 3, f"_cffi_pypyinit_{module}": 2}
     for symbol in elf_reader.find_symbols(path, kinds):
@@ -204,6 +236,8 @@ def is_python_extension(path: Path) -> tuple[bool, int | None]:
             return True, kinds[symbol.name]
     return False, None
 
+
+_extension_cache = FileCache(_is_python_extension, 8192)
 
 def _references_pyfpe_jbuf(path: Path) -> bool:
     return any(not s.defined and s.type in (elf_reader.STT_FUNC, elf_reader.STT_NOTYPE)
@@ -311,6 +345,7 @@ def _scan(
     in_purelib: list[str] = []
     invalid_machine: list[str] = []
     platform_wheel = False
+    seen: dict[tuple[str, str], Any] = {}  # files outside the tree read once per analysis (see ldd)
     for name in files:
         fn = Path(name)
         if fn.name.endswith(".py"):
@@ -322,7 +357,7 @@ def _scan(
             in_purelib.append(fn.name)
         if in_purelib:
             continue
-        elftree = ldd(path, exclude=exclude, ldpaths=ld_paths_from_arg(args_ldpaths))
+        elftree = ldd(path, exclude=exclude, ldpaths=ld_paths_from_arg(args_ldpaths), _seen=seen)
         try:
             elf_arch = elftree.platform.baseline_architecture
         except ValueError:

@@ -36,25 +36,34 @@ class FileCache(Generic[T]):
 
     def __call__(self, path: str | os.PathLike[str]) -> T:
         name = os.path.abspath(os.fspath(path))
-        stat = os.stat(name)
-        stamp = (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+        stamp = file_stamp(name)
         with self._lock:
             found = self._cache.get(name)
             if found is not None and found[0] == stamp:
                 self._cache.move_to_end(name)
                 return found[1]
         value = self._read(name)
+        self.put(name, stamp, value)
+        return value
+
+    def put(self, name: str, stamp: tuple[int, int, int, int], value: T) -> None:
+        """Remember what was read of `name` (an absolute path) elsewhere, at that stamp."""
         with self._lock:
             self._cache[name] = (stamp, value)
             while len(self._cache) > self._entries:
                 self._cache.popitem(last=False)
-        return value
 
     def forget(self, under: str) -> None:
         prefix = os.path.join(os.path.abspath(under), "")
         with self._lock:
             for name in [n for n in self._cache if n.startswith(prefix) or n == prefix[:-1]]:
                 del self._cache[name]
+
+
+def file_stamp(name: str) -> tuple[int, int, int, int]:
+    """What changes when a file is written or replaced: size, inode, mtime and ctime."""
+    stat = os.stat(name)
+    return stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def forget(under: str | os.PathLike[str]) -> None:

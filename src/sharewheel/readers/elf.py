@@ -47,6 +47,8 @@ NT_GNU_PROPERTY_TYPE_0 = 5
 GNU_PROPERTY_X86_ISA_1_NEEDED = 0xC0008002
 VER_FLG_BASE = 1
 
+#: the kinds of section whose names are read (.dynsym, .gnu.version_r, ...): no other is looked up by name
+_NAMED_TYPES = frozenset({SHT_NOTE, SHT_DYNSYM, SHT_GNU_VERDEF, SHT_GNU_VERNEED, SHT_GNU_VERSYM})
 #: pyelftools' names for the OS ABIs auditwheel compares (its Platform holds these strings)
 _OSABI_NAMES = {0: "ELFOSABI_SYSV", 3: "ELFOSABI_LINUX"}
 #: pyelftools' names for the machines auditwheel's policies know
@@ -86,7 +88,7 @@ class ElfFile:
     runpath: str | None
     version_needs: tuple[tuple[str, tuple[str, ...]], ...]  # (file, its versions) from .gnu.version_r
     x86_isa_needed: tuple[int, ...]  # GNU_PROPERTY_X86_ISA_1_NEEDED of each note section that has one
-    sections: tuple[Section, ...] = field(repr=False, default=())
+    sections: tuple[Section, ...] = field(repr=False, default=())  # names only of the kinds read by name
 
     @property
     def osabi_name(self) -> str:
@@ -188,7 +190,8 @@ class _Image:
             self.check_range(names_offset, names_size, "the section name table")
         result = []
         for name, kind, offset, size, link, entsize, align in raw:
-            label = self.string(names_offset + name, names_offset + names_size) if names_size and name < names_size else ""
+            named = kind in _NAMED_TYPES and names_size and name < names_size  # the others' names are never asked
+            label = self.string(names_offset + name, names_offset + names_size) if named else ""
             result.append(Section(label, kind, offset, size, link, entsize, align))
         return result
 
@@ -388,8 +391,13 @@ def find_symbols(path: str | os.PathLike[str], names: Iterable[str]) -> list[Sym
         return []
     image = _open(elf.path)
     try:
-        table = _SymbolReader(image, elf, dynsym)
-        return table.named(set(names))
+        if not 0 <= dynsym.link < len(elf.sections):
+            image.fail("the dynamic symbol table links to no string table")
+        strings = elf.sections[dynsym.link]
+        image.check_range(strings.offset, strings.size, "the dynamic string table")
+        wanted = [n for n in set(names)
+                  if image.data.find(n.encode("latin-1") + b"\0", strings.offset, strings.offset + strings.size) >= 0]
+        return _SymbolReader(image, elf, dynsym).named(set(wanted)) if wanted else []  # most files: no such name
     finally:
         _close(image)
 
