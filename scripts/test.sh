@@ -5,10 +5,13 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SHAREWHEEL_TEST_VENV:-$root/.venv}
 # Debian packages the tests need: lld-16 links Mach-O bundles with chained fixups (zig cannot),
-# wine64 runs the Windows loader tests (about 30 s to install), musl-tools builds musl binaries
-# and brings musl's loader to run them (zig can build them, but no musl ld.so to run them).
+# llvm-16's llvm-objdump stands in for Apple's otool so that delocate itself runs here (the macOS
+# differential test's oracle), wine64 runs the Windows loader tests (about 30 s to install),
+# musl-tools builds musl binaries and brings musl's loader to run them (zig can build them, but
+# no musl ld.so to run them).
 missing=""
 command -v ld64.lld-16 >/dev/null 2>&1 || missing="$missing lld-16"
+command -v llvm-objdump-16 >/dev/null 2>&1 || missing="$missing llvm-16"
 command -v wine >/dev/null 2>&1 || missing="$missing wine wine64"
 command -v musl-gcc >/dev/null 2>&1 || missing="$missing musl-tools"
 if [ -n "$missing" ]; then

@@ -2,68 +2,57 @@
 
 Why this backend on every host, macOS included: delocate shells out to Apple's tools, which
 exist only on macOS, while release pipelines (and our CI) are Linux; one backend everywhere is
-also one behaviour to test. Why macholib: delocate already depends on it, and its header
-rewriting is what install_name_tool does — load commands are rewritten in place within the
-header padding, section data never moves, so both chained-fixup and classic (dyld_info) binding
-formats stay valid. lief would rebuild the file (and leaves arm64 signatures invalid anyway).
-Every edited file is re-signed ad hoc (sharewheel.adapters.codesign).
+also one behaviour to test. Reading is sharewheel.readers.macho (see there why not macholib:
+each file parsed once per run, load commands only: 20-50 times faster). Editing is macholib:
+delocate already depends on it, and its header rewriting is what install_name_tool does — load
+commands are rewritten in place within the header padding, section data never moves, so both
+chained-fixup and classic (dyld_info) binding formats stay valid. lief would rebuild the file
+(and leaves arm64 signatures invalid anyway). Every edited file is re-signed ad hoc
+(sharewheel.adapters.codesign) and forgotten by the reader's cache.
 
 The functions named like delocate.tools' own (``_get_install_names``, ``set_install_name``, …)
-keep their signatures and errors: the macOS adapter installs them into delocate for the
-duration of a repair.
+and delocate.delocating's ``_get_macos_min_version`` keep their signatures and errors: the macOS
+adapter installs them into delocate for the duration of a repair.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sharewheel import readers
 from sharewheel.adapters import codesign
 from sharewheel.errors import SharewheelError
-from sharewheel.symbols import SymbolTable, cached_by_file
+from sharewheel.readers import macho as reader
+from sharewheel.readers.macho import (  # noqa: F401 - the names this module always had
+    ARCH_NAMES,
+    LC_CODE_SIGNATURE,
+    LC_ID_DYLIB,
+    LC_RPATH,
+    LIBRARY_COMMANDS,
+    MACHO_MAGICS,
+    is_macho,
+)
+from sharewheel.symbols import SymbolTable
 
-MACHO_MAGICS = {0xFEEDFACE, 0xFEEDFACF, 0xCEFAEDFE, 0xCFFAEDFE, 0xCAFEBABE, 0xCAFEBABF}
-ARCH_NAMES = {0x7: "i386", 0x01000007: "x86_64", 0xC: "arm", 0x0100000C: "arm64"}
-LC_ID_DYLIB = 0xD
-LC_RPATH = 0x8000001C
-LC_CODE_SIGNATURE = 0x1D
-LIBRARY_COMMANDS = {0xC, 0x18 | 0x80000000, 0x1F | 0x80000000, 0x20, 0x23 | 0x80000000}
-# LC_LOAD_DYLIB, LC_LOAD_WEAK_DYLIB, LC_REEXPORT_DYLIB, LC_LAZY_LOAD_DYLIB, LC_LOAD_UPWARD_DYLIB
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 
 class HeaderFull(SharewheelError):
     """The load commands would overrun the first section: install_name_tool's 'do not fit' error."""
 
 
-def is_macho(path: str | PathLike[str]) -> bool:
-    """Mach-O or universal file; a Java class file shares the fat magic but not a small arch count."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    if len(head) < 8:
-        return False
-    magic, count = struct.unpack(">II", head)
-    if magic in (0xCAFEBABE, 0xCAFEBABF):
-        return 0 < count < 20
-    return magic in MACHO_MAGICS
-
-
 def _load(path: str | PathLike[str]):  # type: ignore[no-untyped-def]
+    """macholib's view of the file, for editing."""
     from macholib.MachO import MachO
 
     try:
         return MachO(str(path))
     except Exception as e:  # noqa: BLE001 - macholib raises ValueError, struct.error, KeyError, ...
         raise SharewheelError(f"{Path(path).name}: malformed Mach-O file ({type(e).__name__}: {e})") from None
-
-
-def _arch(header) -> str:  # type: ignore[no-untyped-def]
-    cputype = header.header.cputype
-    return ARCH_NAMES.get(cputype, f"cputype-{cputype:#x}")
 
 
 def _name(entry) -> str:  # type: ignore[no-untyped-def]
@@ -74,13 +63,14 @@ def _name(entry) -> str:  # type: ignore[no-untyped-def]
     return lc_str_value(field, entry).decode("utf-8", "surrogateescape")
 
 
-def _per_arch(path: str | PathLike[str], pick: Callable[..., bool]) -> dict[str, list[str]]:
+def _per_arch(
+    path: str | PathLike[str], pick: Callable[[reader.Slice], list[str]]
+) -> dict[str, list[str]]:
+    """pick(slice) per architecture, as fresh lists; of two slices with one name (arm64 and
+    arm64e) the later wins, as it did when macholib answered."""
     if not is_macho(path):
         return {}
-    return {
-        _arch(header): [_name(entry) for entry in header.commands if pick(entry[0].cmd)]
-        for header in _load(path).headers
-    }
+    return {sl.arch: pick(sl) for sl in reader.read(path).slices}
 
 
 # --- reading, with delocate.tools' signatures ------------------------------------------------
@@ -88,15 +78,16 @@ def _per_arch(path: str | PathLike[str], pick: Callable[..., bool]) -> dict[str,
 
 def _get_install_names(filename: str | PathLike[str]) -> dict[str, list[str]]:
     """Per architecture, the libraries `filename` loads (not its own install id)."""
-    return _per_arch(filename, lambda cmd: cmd in LIBRARY_COMMANDS)
+    return _per_arch(filename, lambda sl: [dylib.name for dylib in sl.dylibs])
 
 
 def _get_install_ids(filename: str | PathLike[str]) -> dict[str, str]:
-    return {arch: ids[0] for arch, ids in _per_arch(filename, lambda cmd: cmd == LC_ID_DYLIB).items() if ids}
+    ids = _per_arch(filename, lambda sl: [sl.install_id.name] if sl.install_id else [])
+    return {arch: names[0] for arch, names in ids.items() if names}
 
 
 def _get_rpaths(filename: str | PathLike[str]) -> dict[str, list[str]]:
-    return _per_arch(filename, lambda cmd: cmd == LC_RPATH)
+    return _per_arch(filename, lambda sl: list(sl.rpaths))
 
 
 def _union(per_arch: dict[str, list[str]]) -> tuple[str, ...]:
@@ -117,10 +108,10 @@ def get_install_id(filename: str | PathLike[str]) -> str | None:
 def get_dylib_versions(filename: str | PathLike[str]) -> tuple[str, str]:
     """(current, compatibility) version of a dylib's LC_ID_DYLIB, as `X.Y.Z`: a text stub must
     state them, since dyld refuses a library older than the compatibility version a consumer records."""
-    for header in _load(filename).headers:
-        for load, command, _ in header.commands:
-            if load.cmd == LC_ID_DYLIB:  # macholib's version fields print as X.Y.Z
-                return str(command.current_version), str(command.compatibility_version)
+    for sl in reader.read(filename).slices:
+        if sl.install_id is not None:
+            return (reader.version_string(sl.install_id.current_version),
+                    reader.version_string(sl.install_id.compatibility_version))
     raise SharewheelError(f"{Path(filename).name}: not a dylib (no LC_ID_DYLIB)")
 
 
@@ -133,7 +124,22 @@ def get_archs(libname: str | PathLike[str]) -> frozenset[str]:
         raise RuntimeError(f"{libname} is not a file")
     if not is_macho(libname):
         return frozenset()
-    return frozenset(_arch(header) for header in _load(libname).headers)
+    return frozenset(sl.arch for sl in reader.read(libname).slices)
+
+
+def _get_macos_min_version(dylib_path: str | PathLike[str]) -> Iterator[tuple[str, Version]]:
+    """delocate.delocating's: per slice, its cputype's macholib name and the first LC_BUILD_VERSION
+    minos or LC_VERSION_MIN_MACOSX version as major.minor (delocate's reading, bit masks included);
+    nothing for a file that is not Mach-O."""
+    from macholib.mach_o import CPU_TYPE_NAMES
+    from packaging.version import Version
+
+    if not is_macho(dylib_path):
+        return
+    for sl in reader.read(dylib_path).slices:
+        if sl.min_version is not None:
+            major, minor = sl.min_version >> 16 & 0xFF, sl.min_version >> 8 & 0xFF
+            yield CPU_TYPE_NAMES.get(sl.cputype, "unknown"), Version(f"{major}.{minor}")
 
 
 # --- editing, with delocate.tools' signatures ------------------------------------------------
@@ -166,13 +172,20 @@ def _delete_rpaths(filename: str | PathLike[str], rpaths: Iterable[str], ad_hoc_
 def replace_signature(filename: str | PathLike[str], identity: str) -> None:
     if identity != "-":
         raise SharewheelError(f"{filename}: only ad-hoc signing ('-') is possible without Apple's codesign")
-    codesign.sign_file(Path(filename))
+    _sign(Path(filename))
 
 
 def validate_signature(filename: str | PathLike[str]) -> None:
     """Replace an invalid signature with an ad-hoc one, as delocate's version does."""
     if is_macho(filename) and not codesign.signature_is_valid(Path(filename)):
-        codesign.sign_file(Path(filename))
+        _sign(Path(filename))
+
+
+def _sign(path: Path) -> None:
+    try:
+        codesign.sign_file(path)
+    finally:
+        readers.forget(path)
 
 
 # --- sharewheel's own entry point ------------------------------------------------------------
@@ -238,45 +251,20 @@ def edit(
                 f"{path.name}: not enough room in the Mach-O header for the new load commands "
                 "(link it with -headerpad_max_install_names)"
             )
-    with open(path, "r+b") as f:
-        macho.write(f)
+    try:
+        with open(path, "r+b") as f:
+            macho.write(f)
+    finally:  # size and mtime may not change within one timer tick: the reader must not trust them
+        readers.forget(path)
     if sign:
-        codesign.sign_file(path)
+        _sign(path)
     return True
 
 
-@cached_by_file
 def symbols(path: Path) -> SymbolTable:
     """Imports bound by two-level namespace ordinal to a load command's path, and exports.
 
     Imports are the union over architectures; exports only what every architecture exports.
     Weak imports may stay unbound at run time and are left out.
     """
-    from macholib.SymbolTable import SymbolTable as MachOSymbols
-
-    N_EXT, N_TYPE, N_UNDF, N_SECT, N_WEAK_REF = 0x01, 0x0E, 0x0, 0xE, 0x40
-    imports: dict[str | None, set[tuple[str, str | None]]] = {}
-    exports: set[str] | None = None
-    macho = _load(path)
-    for header in macho.headers:
-        libraries = [_name(entry) for entry in header.commands if entry[0].cmd in LIBRARY_COMMANDS]
-        try:
-            table = MachOSymbols(macho, header)
-        except Exception as e:  # noqa: BLE001 - macholib raises whatever a bad offset causes
-            raise SharewheelError(f"{Path(path).name}: malformed Mach-O symbol table ({type(e).__name__}: {e})") from None
-        defined: set[str] = set()
-        for nl, raw in getattr(table, "nlists", []):
-            name = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-            if not name or not nl.n_type & N_EXT:
-                continue
-            kind = nl.n_type & N_TYPE
-            if kind == N_SECT:
-                defined.add(name)
-            elif kind == N_UNDF and nl.n_value == 0 and not nl.n_desc & N_WEAK_REF:
-                ordinal = (nl.n_desc >> 8) & 0xFF
-                library = libraries[ordinal - 1] if 1 <= ordinal <= len(libraries) else None
-                imports.setdefault(library, set()).add((name, None))
-        exports = defined if exports is None else exports & defined
-    return SymbolTable(
-        {k: frozenset(v) for k, v in imports.items()}, {name: frozenset({None}) for name in exports or ()}
-    )
+    return reader.symbols(path)

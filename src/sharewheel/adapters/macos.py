@@ -3,8 +3,9 @@
 Calls delocate internals (hence the pinned range in pyproject.toml), all of them here:
 ``delocate_path`` and the steps ``delocate_wheel`` runs around it (``_decide_dylib_bundle_directory``,
 ``check_archs``, ``_make_install_name_ids_unique``, ``_check_and_update_wheel_name``), on
-sharewheel's unpacked tree. While they run, delocate's Apple-tool wrappers are replaced by
-sharewheel.adapters.macho (see there why), the same functions on every host.
+sharewheel's unpacked tree. While they run, delocate's Apple-tool wrappers (and its macholib
+reading of minimum macOS versions) are replaced by sharewheel.adapters.macho (see there why),
+the same functions on every host.
 
 Provided libraries: each load command naming one (by its unique install name, its original name
 or an absolute build path: matched by file name) is first rewritten to ``@rpath/<unique name>``.
@@ -44,7 +45,7 @@ from sharewheel.symbols import SymbolTable
 _BACKEND_FUNCTIONS = (
     "_get_install_names", "_get_install_ids", "_get_rpaths", "get_install_names", "get_install_id",
     "get_rpaths", "get_archs", "set_install_name", "set_install_id", "add_rpath", "_delete_rpaths",
-    "replace_signature", "validate_signature",
+    "replace_signature", "validate_signature", "_get_macos_min_version",
 )
 _EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^/]*)?\.so$")
 _SYSTEM = ("/usr/lib/", "/System/")
@@ -289,10 +290,8 @@ class MacOSAdapter:
         return [stub]
 
     def platform_tag(self, path: Path) -> str:
-        from delocate.delocating import _get_macos_min_version
-
         archs = macho.get_archs(path)
-        versions = [version for _, version in _get_macos_min_version(str(path))]
+        versions = [version for _, version in macho._get_macos_min_version(path)]
         if not archs or not versions:
             raise SharewheelError(f"{path}: no architecture or minimum macOS version in this Mach-O file")
         version = max(versions)
