@@ -11,6 +11,13 @@ whatever directory it came from. So each import of a provided DLL (by its origin
 name, case-insensitively) is renamed to the provider's unique name before delvewheel runs, and
 delvewheel is told to leave those names alone; the provider's load() has loaded that DLL by full
 path before the extension module is imported.
+
+Reading (which DLLs a binary imports, its machine, its symbols) is sharewheel.readers.pe's; pefile
+is used only where a file is edited. A DLL a binary imports that sits in the binary's own
+directory is in the wheel: CPython loads extension modules with LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR,
+so Windows finds it there (h5py ships hdf5.dll beside its modules). delvewheel looks for what
+is not on PATH only in the whole wheel (--ignore-existing) or nowhere; it is told exactly those
+names, with their files, where every importer of the name has it beside itself.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sharewheel import readers
 from sharewheel.adapters import (
     BinaryInfo,
     NeededState,
@@ -33,24 +42,16 @@ from sharewheel.adapters import (
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
-from sharewheel.symbols import SymbolTable, cached_by_file
+from sharewheel.readers.pe import is_pe, read_pe, symbol_table
+from sharewheel.symbols import SymbolTable
+
+__all__ = ["MACHINE_TAGS", "WindowsAdapter", "imports", "is_pe", "machine_tag", "pe_symbols", "set_export_name"]
 
 MACHINE_TAGS = {0x8664: "win_amd64", 0x14C: "win32", 0xAA64: "win_arm64"}
 
 
-def is_pe(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(0x40)
-            if len(head) < 0x40 or head[:2] != b"MZ":
-                return False
-            f.seek(struct.unpack_from("<I", head, 0x3C)[0])
-            return f.read(4) == b"PE\0\0"
-    except (OSError, struct.error):
-        return False
-
-
 def _pe(path: Path, imports: bool = True, exports: bool = False) -> Any:
+    """pefile's view of a file, for editing it."""
     import pefile
 
     data = path.read_bytes()
@@ -71,43 +72,16 @@ def _pe(path: Path, imports: bool = True, exports: bool = False) -> Any:
 
 def imports(path: Path) -> tuple[str, ...]:
     """The DLL names `path` imports, directly or delay-loaded, as its import tables spell them."""
-    pe = _pe(path)
-    try:
-        names = [e.dll.decode("ascii", "replace") for e in getattr(pe, "DIRECTORY_ENTRY_IMPORT", [])]
-        names += [e.dll.decode("ascii", "replace") for e in getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", [])]
-    finally:
-        pe.close()
-    return tuple(dict.fromkeys(names))
+    return read_pe(path).imports
 
 
-@cached_by_file
 def pe_symbols(path: Path) -> SymbolTable:
     """Imports per DLL (by name, or `#ordinal`) and exports (names and `#ordinal`s)."""
-    pe = _pe(path, exports=True)
-    try:
-        found: dict[str | None, set[tuple[str, str | None]]] = {}
-        for entry in [*getattr(pe, "DIRECTORY_ENTRY_IMPORT", []), *getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", [])]:
-            dll = entry.dll.decode("ascii", "replace")
-            for imported in entry.imports:
-                name = imported.name.decode("ascii", "replace") if imported.name else f"#{imported.ordinal}"
-                found.setdefault(dll, set()).add((name, None))
-        exported: set[str] = set()
-        directory = getattr(pe, "DIRECTORY_ENTRY_EXPORT", None)
-        for symbol in directory.symbols if directory is not None else ():
-            exported.add(f"#{symbol.ordinal}")
-            if symbol.name:
-                exported.add(symbol.name.decode("ascii", "replace"))
-    finally:
-        pe.close()
-    return SymbolTable({k: frozenset(v) for k, v in found.items()}, {name: frozenset({None}) for name in exported})
+    return symbol_table(path)
 
 
 def machine_tag(path: Path) -> str:
-    pe = _pe(path, imports=False)
-    try:
-        machine = pe.FILE_HEADER.Machine
-    finally:
-        pe.close()
+    machine = read_pe(path).machine
     if machine not in MACHINE_TAGS:
         raise SharewheelError(f"{path.name}: PE machine type {machine:#x} is not one wheels can tag")
     return MACHINE_TAGS[machine]
@@ -122,6 +96,7 @@ def _fix_checksum(path: Path) -> None:
     finally:
         pe.close()
     path.write_bytes(data)
+    readers.forget(path)  # every edit ends here: the file's cached reading is stale
 
 
 def _rename_imports(path: Path, mapping: dict[str, str]) -> None:
@@ -211,10 +186,17 @@ class WindowsAdapter:
         exclude = {name.lower() for name in (*job.provided, *job.exclude)}
         # a wheel without extension modules (a provider) is analysed from its DLLs
         analyze_dlls = not any(p.suffix.lower() == ".pyd" for p in job.tree.rglob("*"))
+        unpacked = work / "unpacked"
+        beside = {name: [str(unpacked / path) for path in paths]
+                  for name, paths in _beside(job.tree, self.binaries(job.tree)).items()}
         log = io.StringIO()
         try:
             with _search_path(job.library_path), contextlib.redirect_stdout(log):
-                repairer = WheelRepair(str(staged), str(work / "unpacked"), None, exclude, False, analyze_dlls, False)
+                repairer = WheelRepair(str(staged), str(unpacked), None, exclude, bool(beside), analyze_dlls, False)
+                if beside:  # "already in the wheel": only these, not every file of the wheel
+                    if not hasattr(repairer, "_wheel_dirs_casemap"):
+                        raise SharewheelError("this delvewheel cannot be told which DLLs the wheel holds")
+                    repairer._wheel_dirs_casemap = beside
                 repairer.repair(str(work / "out"), set(), False, False, False, job.lib_sdir or ".libs", False,
                                 set(), False, False, False)
         except (FileNotFoundError, RuntimeError, ValueError, NotImplementedError) as e:
@@ -222,6 +204,7 @@ class WindowsAdapter:
         outputs = list((work / "out").glob("*.whl"))
         if outputs:  # delvewheel copies nothing when there was nothing to vendor
             shutil.rmtree(job.tree)
+            readers.forget(job.tree)
             with InputWheel.open(outputs[0]) as repaired:
                 repaired.extract(job.tree)
         after = {p.relative_to(job.tree).as_posix() for p in job.tree.rglob("*") if p.is_file()}
@@ -231,29 +214,51 @@ class WindowsAdapter:
         return RepairOutcome(tuple(job.platforms), vendored)
 
     def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
-        from delvewheel._dll_list import MachineType, ignore_regexes
-        from delvewheel._dll_utils import _find_library_in_path
+        """Each binary's DLLs as delvewheel would treat them, and those its external DLLs need
+        in turn (delvewheel vendors those too)."""
+        from delvewheel._dll_list import MachineType
+        from delvewheel._dll_utils import _find_library_in_path, wildcard_contains
 
         self._check_machines(job)
+        binaries = self.binaries(job.tree)
         in_tree = {p.name.lower() for p in job.tree.rglob("*") if p.is_file()}
+        shared = set(_beside(job.tree, binaries))  # what delvewheel is told is in the wheel
+        excluded = _excluded_by_tags(job.wheel.name)
+        never = {name.lower() for name in job.exclude}
         report: dict[str, list[NeededState]] = {}
         with _search_path(job.library_path):
-            for binary, info in self.binaries(job.tree).items():
-                machine = MachineType.platform_tag_to_type(machine_tag(job.tree / binary))
-                system = _system_names(machine)
+            for binary, info in binaries.items():
+                path = job.tree / binary
+                machine = MachineType.platform_tag_to_type(machine_tag(path))
+                system = _system_names(machine) | excluded
                 states = []
                 for name in info.needed:
                     lower = name.lower()
                     if name in job.relink.get(binary, {}):
                         states.append(NeededState(name, "provided"))
-                    elif lower in system or any(r.fullmatch(lower) for r in ignore_regexes):
+                    elif _is_system(lower, path.name, system):
                         states.append(NeededState(name, "policy"))
-                    elif lower in in_tree:
+                    elif lower in in_tree:  # beside it (Windows loads it from there), or where a tool put it
                         states.append(NeededState(name, "vendored"))
                     elif (found := _find_library_in_path(lower, machine, False, False)) is not None:
                         states.append(NeededState(name, "external", found[0]))
                     else:
                         states.append(NeededState(name, "missing"))
+                listed = {state.name.lower() for state in states}
+                queue = [Path(state.path) for state in states if state.state == "external" and state.path]
+                while queue:  # as delvewheel follows an external DLL's imports
+                    dll = queue.pop(0)
+                    for name in imports(dll):
+                        lower = name.lower()
+                        if lower in listed or lower in shared or _is_system(lower, dll.name, system) \
+                                or wildcard_contains(lower, never):
+                            continue
+                        listed.add(lower)
+                        if (found := _find_library_in_path(lower, machine, False, False)) is not None:
+                            states.append(NeededState(name, "external", found[0]))
+                            queue.append(Path(found[0]))
+                        else:
+                            states.append(NeededState(name, "missing"))
                 report[binary] = states
         return report, tuple(job.platforms)
 
@@ -291,3 +296,54 @@ def _system_names(machine: Any) -> set[str]:
 
     table = {"AMD64": "ignore_names_x64", "I386": "ignore_names_x86", "ARM64": "ignore_names_arm64"}
     return set(getattr(_dll_list, table.get(getattr(machine, "name", ""), "ignore_names_x64"), ()))
+
+
+def _is_system(lower: str, importer: str, system: set[str]) -> bool:
+    """delvewheel's test for a DLL the user's Windows (or Python) has, as `importer` imports it."""
+    from delvewheel._dll_list import ignore_dependency, ignore_regexes
+
+    return lower in system or any(r.fullmatch(lower) for r in ignore_regexes) \
+        or lower in ignore_dependency.get(importer.lower(), ())
+
+
+def _excluded_by_tags(wheel_name: str) -> set[str]:
+    """The DLLs every Python the wheel's tags name ships (vcruntime140.dll for CPython >= 3.9 on
+    x64), from delvewheel's tables as its WheelRepair reads them: what all the ABI tags' rows
+    share, and for an abi3 wheel what all the Python tags' rows share."""
+    from delvewheel import _dll_list
+
+    *_, pythons, abis, platform = wheel_name.removesuffix(".whl").split("-")
+
+    def common(table: dict[str, set[str]], tags: list[str]) -> set[str]:
+        rows = [next((names for pattern, names in table.items() if re.fullmatch(pattern, f"{tag}-{platform}")), None)
+                for tag in tags]
+        known = [set(row) for row in rows if row is not None]
+        return set.intersection(*known) if known and len(known) == len(rows) else set()
+
+    excluded = common(_dll_list.ignore_by_abi_platform, abis.split("."))
+    if set(abis.split(".")) <= {"abi3", "abi3t"}:
+        excluded |= common(_dll_list.ignore_abi3, pythons.split("."))
+    return excluded
+
+
+def _beside(tree: Path, binaries: dict[str, BinaryInfo]) -> dict[str, list[str]]:
+    """The DLL names every importer in the tree finds in its own directory, with those files
+    (tree-relative): Windows loads them from there (LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR, which
+    CPython uses for extension modules; a DLL loaded so finds its own imports beside it too). A
+    file of another machine type is no match, as for the loader."""
+    found: dict[str, dict[str, None]] = {}
+    elsewhere: set[str] = set()
+    listings: dict[Path, dict[str, Path]] = {}
+    for binary, info in binaries.items():
+        path = tree / binary
+        directory = path.parent
+        if directory not in listings:
+            listings[directory] = {p.name.lower(): p for p in directory.iterdir() if p.is_file()}
+        for name in info.needed:
+            lower = name.lower()
+            match = listings[directory].get(lower)
+            if match is not None and is_pe(match) and read_pe(match).machine == read_pe(path).machine:
+                found.setdefault(lower, {})[match.relative_to(tree).as_posix()] = None
+            else:
+                elsewhere.add(lower)
+    return {name: list(files) for name, files in sorted(found.items()) if name not in elsewhere}
