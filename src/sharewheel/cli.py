@@ -34,8 +34,8 @@ def _provider_option(function: F) -> F:
         "providers",
         multiple=True,
         help="A native-lib wheel, a directory of them, or the name of an installed provider "
-        "distribution, to link to (repeatable). Installed sharewheel providers are used too; "
-        "these take precedence. Third-party wheels a plugin describes are used only when given here.",
+        "distribution, to link to (repeatable). Without it, the installed sharewheel providers are used; "
+        "with it, only those given. Third-party wheels a plugin describes are used only when given here.",
     )(function)
 
 

@@ -188,12 +188,14 @@ class Registry:
         abi: Mapping[str, AbiPolicy] | None = None,
     ) -> Registry:
         """Providers for `platform` from `provider_paths` (wheels, directories, installed
-        distribution names), then from the installed environment; `abi`: the consumer's
-        overrides by canonical name, which narrow those providers' requirements."""
+        distribution names), or, when none is given, from the installed environment (a repair
+        told its providers does not depend on, nor read, whatever else is installed where it
+        runs); `abi`: the consumer's overrides by canonical name, which narrow those providers'
+        requirements."""
         given = [p for p in given_providers(provider_paths, plugin_files) if platform <= p.platform_keys]
         names = {canonicalize_name(p.distribution) for p in given}
         installed = [
-            p for p in (_installed() if include_installed else ())
+            p for p in (_installed() if include_installed and not provider_paths else ())
             if canonicalize_name(p.distribution) not in names and platform <= p.platform_keys
         ]
         overrides = abi or {}

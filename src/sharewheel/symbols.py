@@ -17,11 +17,8 @@ formats:
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sharewheel.naming import library_key
 
@@ -38,22 +35,6 @@ class SymbolTable:
         name, version = symbol
         versions = self.exports.get(name)
         return versions is not None and (version is None or version in versions)
-
-
-def cached_by_file(read: Callable[[Path], SymbolTable]) -> Callable[[Path], SymbolTable]:
-    """`read`, once per file version: a large library's table takes a second to read, and one
-    provider usually stands in for several binaries of a wheel."""
-
-    @functools.lru_cache(maxsize=64)
-    def cached(name: str, _mtime: int, _size: int) -> SymbolTable:
-        return read(Path(name))
-
-    @functools.wraps(read)
-    def wrapper(path: Path) -> SymbolTable:
-        stat = os.stat(path)
-        return cached(os.fspath(path), stat.st_mtime_ns, stat.st_size)
-
-    return wrapper
 
 
 def imports_from(

@@ -26,19 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sharewheel import readers
 from sharewheel.adapters import (
-    manylinux,
     BinaryInfo,
     NeededState,
     PrefixLibrary,
     RepairJob,
     RepairOutcome,
+    manylinux,
     scan_binaries,
 )
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import link_name
 from sharewheel.platforms import is_musl_libc
-from sharewheel import readers
 from sharewheel.readers import elf as elf_reader
 from sharewheel.symbols import SymbolTable
 

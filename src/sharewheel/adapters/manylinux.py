@@ -141,7 +141,15 @@ def ldd(
     searches (the root's DT_RPATH also applies to its dependencies' lookups). `_seen`: candidate
     files already looked at in this analysis (see _find_lib)."""
     from auditwheel.error import InvalidLibcError
-    from auditwheel.lddtree import LIBPYTHON_RE, DynamicExecutable, DynamicLibrary, load_ld_paths, normpath, parse_ld_paths, readlink
+    from auditwheel.lddtree import (
+        LIBPYTHON_RE,
+        DynamicExecutable,
+        DynamicLibrary,
+        load_ld_paths,
+        normpath,
+        parse_ld_paths,
+        readlink,
+    )
     from auditwheel.libc import Libc
 
     first = _all_libs is None
@@ -256,8 +264,8 @@ def external_references(policies: Any, elftree: Any, tree: Path) -> dict[str, An
     it imports. Rewritten for one reason: auditwheel's reads the file's whole symbol table with
     pyelftools once per policy to look for a few blacklisted names (68 of 73 s of a repair of
     opencv-python-headless 5.0.0.93); here the names are looked up once, in the string table."""
-    from auditwheel.libc import Libc
     from auditwheel.lddtree import LIBPYTHON_RE
+    from auditwheel.libc import Libc
     from auditwheel.policy import ExternalReference
 
     def filtered(libs: Iterable[str], whitelist: frozenset[str]) -> list[str]:

@@ -27,7 +27,6 @@ import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sharewheel.errors import SharewheelError
 from sharewheel.readers import FileCache
