@@ -12,7 +12,6 @@ import contextlib
 import fnmatch
 import functools
 import hashlib
-import io
 import logging
 import os
 import posixpath
@@ -26,15 +25,16 @@ from typing import Protocol
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sharewheel import loader_template, symbols
+from sharewheel import loader_template
 from sharewheel.abi import AbiPolicy
 from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairJob, adapter_for
 from sharewheel.errors import SharewheelError
+from sharewheel.hooks import install_hooks
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, Provides
 from sharewheel.metadata import add_requirements
 from sharewheel.platforms import keys_of
+from sharewheel.proof import prove_stand_ins
 from sharewheel.registry import Match, Registry
-from sharewheel.symbols import SymbolTable
 from sharewheel.unvendor import Unvendoring, describe_saved, plan_unvendoring
 from sharewheel.vendored import is_vendored_path
 from sharewheel.wheelfile import (
@@ -390,128 +390,6 @@ def plan_links(
     )
 
 
-def prove_stand_ins(
-    adapter: PlatformAdapter,
-    tree: Path,
-    binaries: dict[str, BinaryInfo],
-    plan: Plan,
-    unvendoring: Unvendoring,
-    search: tuple[Path, ...] = (),
-) -> None:
-    """Refuse, before anything is relinked, a provider file that lacks a symbol (or symbol
-    version) a binary imports from the library it stands in for.
-
-    What a binary imports from a library is decided by the library it used until now: the
-    vendored copy being replaced, else the library the host finds for it (often the very
-    file the build linked), else what the binary imports that none of its other libraries
-    export — judged only when every one of those was found (see sharewheel.symbols).
-    """
-    for (binary, needed), match in sorted(plan.matches.items(), key=lambda item: item[0]):
-        table = adapter.symbols(tree / binary)
-        provider_table = adapter.symbols(match.provider.file(match.library))
-        name = posixpath.basename(needed)
-        copy = unvendoring.reference(needed)
-        if copy is not None:
-            lacking = symbols.missing(
-                symbols.imports_from(table, needed, reference=adapter.symbols(tree / copy)), provider_table
-            )
-        else:
-            bound = symbols.imports_from(table, needed, reference=SymbolTable())
-            unexplained = {s for s in symbols.imports_from(table, needed) - bound if not provider_table.exports_symbol(s)}
-            lacking = symbols.missing(bound, provider_table)
-            if unexplained:  # only now is it worth asking which library the binary really used
-                lacking += _unexplained(adapter, tree, binaries, plan, binary, needed, unexplained, search)
-        if lacking:
-            where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
-            raise SharewheelError(symbols.describe_missing(binary, name, where, sorted(lacking)))
-
-
-def _unexplained(
-    adapter: PlatformAdapter,
-    tree: Path,
-    binaries: dict[str, BinaryInfo],
-    plan: Plan,
-    binary: str,
-    needed: str,
-    candidates: set[symbols.Symbol],
-    search: tuple[Path, ...],
-) -> list[str]:
-    """Of unbound imports the provider lacks, those that came from the replaced library: judged by
-    the library the host finds under that name, else by elimination over the binary's other
-    libraries (read only until every candidate is explained; not judged at all when one of them
-    cannot be found)."""
-    name = posixpath.basename(needed)
-    resolved = adapter.resolve(tree, binary, search)
-    if name in resolved:
-        reference = adapter.symbols(resolved[name])
-        return symbols.spelled(s for s in candidates if s[0] in reference.exports)
-    provided = {posixpath.basename(n): m for (b, n), m in plan.matches.items() if b == binary and n != needed}
-    direct = [posixpath.basename(n) for n in binaries[binary].needed if posixpath.basename(n) != name]
-    if not all(n in resolved or n in provided for n in direct):
-        log.debug("%s: not every library it needs was found; its unversioned imports are not judged", binary)
-        return []
-    paths = [resolved[n] for n in direct if n in resolved]
-    paths += [m.provider.file(m.library) for m in provided.values()]
-    paths += [p for n, p in resolved.items() if n not in direct and n != name]
-    left = symbols.unexplained(candidates, (functools.partial(adapter.symbols, p) for p in paths))
-    return symbols.spelled(left)
-
-
-def install_hooks(
-    tree: Path,
-    binaries: dict[str, BinaryInfo],
-    runtime: Sequence[loader_template.Requirement],
-    distribution: str,
-    libc: str = "",
-) -> dict[str, str]:
-    """Make every importable package with binaries load the providers first.
-
-    A package's ``__init__.py`` gets a marked block importing a generated hook module. An
-    extension module outside any regular package gets a shim (see loader_template). Returns the
-    binaries renamed for shims, old path → new path. `libc` "musl" (a musllinux wheel): each hook
-    also checks that its binaries' RPATH fallbacks reach the providers (see loader_template).
-    """
-    if not runtime:
-        return {}
-    needed_by = canonicalize_name(distribution)
-    packages: set[str] = set()
-    loose: list[str] = []
-    for binary, info in sorted(binaries.items()):
-        parts = binary.split("/")
-        if parts[0].endswith((".libs", ".data", ".dist-info", ".dylibs")):
-            continue
-        package = next(
-            ("/".join(parts[:i]) for i in range(1, len(parts)) if (tree.joinpath(*parts[:i], "__init__.py")).is_file()),
-            None,
-        )
-        if package is not None:
-            packages.add(package)
-        elif info.is_extension:
-            loose.append(binary)
-    for package in sorted(packages):
-        hook = loader_template.consumer_hook(runtime, needed_by, libc=libc, package=package)
-        (tree / package / f"{loader_template.HOOK_MODULE}.py").write_text(hook, encoding="utf-8")
-        init = tree / package / "__init__.py"
-        block = loader_template.init_block(f"from . import {loader_template.HOOK_MODULE}  # noqa: F401")
-        source, encoding = _read_python(init, f"{package}/__init__.py")
-        init.write_text(loader_template.insert_block(source, block), encoding=encoding)
-    renamed: dict[str, str] = {}
-    if loose:
-        top_hook = f"{loader_template.HOOK_MODULE}_{needed_by.replace('-', '_')}"
-        (tree / f"{top_hook}.py").write_text(loader_template.consumer_hook(runtime, needed_by, libc=libc), encoding="utf-8")
-        for binary in loose:
-            directory, filename = posixpath.split(binary)
-            module, _, rest = filename.partition(".")
-            if not rest.startswith("sharewheel."):
-                rest = f"sharewheel.{rest}"
-                moved = posixpath.join(directory, f"{module}.{rest}")
-                os.replace(tree / binary, tree / moved)
-                renamed[binary] = moved
-            shim = loader_template.extension_shim(module, f"{module}.{rest}", top_hook)
-            (tree / directory / f"{module}.py").write_text(shim, encoding="utf-8")
-    return renamed
-
-
 def read_manifest(tree: Path, dist_info: str, wheel: str) -> Manifest:
     """The manifest an earlier repair or pack left in the tree, if any."""
     path = tree / dist_info / MANIFEST_NAME
@@ -522,18 +400,6 @@ def read_manifest(tree: Path, dist_info: str, wheel: str) -> Manifest:
     except UnicodeDecodeError:
         raise SharewheelError(f"{wheel}: {dist_info}/{MANIFEST_NAME} is not UTF-8 text") from None
     return Manifest.loads(text, f"{wheel}: {dist_info}/{MANIFEST_NAME}")
-
-
-def _read_python(path: Path, where: str) -> tuple[str, str]:
-    """A Python source and its encoding (PEP 263 cookie or UTF-8), as the interpreter reads it."""
-    import tokenize
-
-    data = path.read_bytes()
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        return data.decode(encoding), encoding
-    except (SyntaxError, UnicodeDecodeError, LookupError) as e:
-        raise SharewheelError(f"{where}: cannot read this Python file ({e})") from None
 
 
 def _set_wheel_tags(wheel_file: Path, tag_lines: list[str]) -> None:
