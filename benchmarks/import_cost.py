@@ -3,10 +3,12 @@
     python benchmarks/import_cost.py [--runs 50]
 
 Both interpreters import the same extension module `acme_consumer._core`. "hooked": the repaired
-wheel, provider and consumer in different sys.path entries (hook → provider load() → dlopen).
-"bare": the unrepaired wheel, whose __init__ has no hook, with the provider's lib dir on
-LD_LIBRARY_PATH so the dynamic loader finds libacme by itself. `python -X importtime`, median
-of the cumulative time of `acme_consumer` over many fresh interpreters.
+wheel, provider and consumer in different sys.path entries (hook table → runtime → provider
+load() → dlopen). "bare": the unrepaired wheel, whose __init__ has no hook, with the provider's
+lib dir on LD_LIBRARY_PATH so the dynamic loader finds libacme by itself. `python -X importtime`,
+median of the cumulative time of `acme_consumer` over many fresh interpreters, the two kinds
+alternating (a machine whose load changes during the run biases neither). Then the hooked
+import's modules, each with the median of its own (self) time.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ from pathlib import Path
 from _fixtures import build_consumer, build_provider
 
 
-def cumulative_us(python: str, env: dict[str, str]) -> int:
+def import_times(python: str, env: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """(self, cumulative) microseconds of each module `import acme_consumer` imports, itself included."""
     out = subprocess.run([python, "-X", "importtime", "-c", "import acme_consumer"], env=env,
                          capture_output=True, text=True, check=True)
-    line = next(l for l in out.stderr.splitlines() if l.rstrip().endswith("| acme_consumer"))
-    return int(line.split("|")[1])
+    lines = out.stderr.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.rstrip().endswith("| site")) + 1
+    times = {}
+    for line in lines[start:]:
+        own, cumulative, name = line.split("|")
+        times[name.strip()] = (int(own.split(":")[1]), int(cumulative))
+    return times
 
 
 def main() -> None:
@@ -47,13 +55,21 @@ def main() -> None:
         sites[name] = work / name
     python = sys.executable
     base = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}
-    hooked_env = {**base, "PYTHONPATH": f"{sites['hooked']}{os.pathsep}{sites['provider']}"}
-    bare_env = {**base, "PYTHONPATH": str(sites["bare"]),
-                "LD_LIBRARY_PATH": str(sites["provider"] / "acme_native" / "lib")}
-    hooked = statistics.median(cumulative_us(python, hooked_env) for _ in range(args.runs))
-    bare = statistics.median(cumulative_us(python, bare_env) for _ in range(args.runs))
+    envs = {
+        "hooked": {**base, "PYTHONPATH": f"{sites['hooked']}{os.pathsep}{sites['provider']}"},
+        "bare": {**base, "PYTHONPATH": str(sites["bare"]),
+                 "LD_LIBRARY_PATH": str(sites["provider"] / "acme_native" / "lib")},
+    }
+    runs: dict[str, list[dict[str, tuple[int, int]]]] = {"hooked": [], "bare": []}
+    for _ in range(args.runs):
+        for kind, env in envs.items():
+            runs[kind].append(import_times(python, env))
+    hooked, bare = (statistics.median(r["acme_consumer"][1] for r in runs[kind]) for kind in ("hooked", "bare"))
     print(f"import acme_consumer, median of {args.runs}: bare {bare / 1000:.2f} ms, "
           f"hook + preload {hooked / 1000:.2f} ms, cost {(hooked - bare) / 1000:.2f} ms per provider")
+    for module in runs["hooked"][0]:
+        own = statistics.median(r[module][0] for r in runs["hooked"] if module in r)
+        print(f"  {module:40} {own / 1000:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ load() does, then the repaired extension module, as CPython imports it, and call
 1.2's loader does not give a later DT_NEEDED the library loaded by path (glibc does): only the
 needing binary's RPATH, LD_LIBRARY_PATH or the system paths find it. So the one-site-packages
 layout works through repair's `$ORIGIN` RPATH fallback, a split layout fails — and the hook's
-decision function, read out of the generated hook file, predicts exactly which.
+decision function, the installed runtime's `layout_error` applied to the generated hook's table,
+predicts exactly which.
 
 The binaries link musl's libc under Alpine's soname `libc.musl-x86_64.so.1`, as every musllinux
 wheel built in a musllinux (Alpine) image does and as auditwheel's musllinux policies allow:
@@ -19,6 +20,7 @@ error (tested here too). musl's loader takes any `libc.*` name as itself, so bot
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import shutil
@@ -46,7 +48,7 @@ from conftest import (
     unpack,
 )
 
-from sharewheel import loader_template
+from sharewheel.runtime import Libc, Requirement, Strategy, consumer_hook
 
 MUSL_LOADER = Path("/lib/ld-musl-x86_64.so.1")  # Debian's `musl`: a symlink to musl's libc.so
 MUSL_LIBC = "libc.musl-x86_64.so.1"  # the soname musllinux binaries link (Alpine's)
@@ -210,36 +212,40 @@ def host_load(host: Path, *libraries: Path, symbol: str | None = None, cwd: Path
 
 @dataclass(frozen=True)
 class HookCall:
-    """A generated hook's (or provider loader's) `_require` call and its `_layout_error`."""
+    """A generated hook's (or provider loader's) one provider record and the installed runtime's
+    `layout_error`."""
 
     layout_error: Callable[..., ImportError | None]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    record: tuple[Any, ...]  # (package, distribution, requirement, files, strategy, lib_dirs)
+    needed_by: str
+    libc: str
 
     def decide(self, libc: str, origin: Path, lib_dir: Path, ld_library_path: str = "") -> ImportError | None:
-        """What the hook decides with the provider found in `lib_dir` (as `_require` finds it:
+        """What the hook decides with the provider found in `lib_dir` (as `require` finds it:
         one sys.path entry or another) and its own module in `origin`."""
-        _package, distribution, requirement, files, needed_by = self.args
-        return self.layout_error(libc, str(origin), self.kwargs.get("fallbacks", ()),
-                                 [str(lib_dir / f) for f in files], ld_library_path, distribution,
-                                 requirement, needed_by)
+        _package, distribution, requirement, files, _strategy, fallbacks = self.record
+        return self.layout_error(libc, str(origin), fallbacks, [str(lib_dir / f) for f in files],
+                                 ld_library_path, distribution, requirement, self.needed_by)
 
 
-def read_hook(path: Path, function: str | None = None) -> HookCall:
-    """The functions of a generated module and the arguments of its one `_require` call (in
-    `function`, e.g. a provider's load(), or at module level), read without running the call: it
-    would load musl binaries into this glibc interpreter."""
-    module = ast.parse(path.read_text())
-    definitions = [node for node in module.body if not isinstance(node, ast.Expr)]  # no docstring, no call
-    scope = module.body if function is None else next(
-        node.body for node in module.body if isinstance(node, ast.FunctionDef) and node.name == function)
-    calls = [node for statement in scope for node in ast.walk(statement)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_require"]
-    [call] = calls
-    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "sharewheel_generated_under_test"}
-    exec(compile(ast.Module(definitions, []), str(path), "exec"), namespace)  # noqa: S102  (the code under test)
-    return HookCall(namespace["_layout_error"], tuple(ast.literal_eval(a) for a in call.args),
-                    {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg})
+def table(path: Path) -> dict[str, Any]:
+    """The literal module-level assignments of a generated module (its table), read without
+    running it: it would load musl binaries into this glibc interpreter."""
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, (ast.Constant, ast.Tuple, ast.List))}
+
+
+def read_hook(path: Path) -> HookCall:
+    """The one provider record of a generated hook (or provider `__init__.py`) and the
+    `layout_error` of the runtime installed beside it (imported from its file: importing it runs
+    nothing but definitions)."""
+    data = table(path)
+    [record] = data["PROVIDERS"]
+    spec = importlib.util.spec_from_file_location("sharewheel_runtime_under_test", path.parent / "_sharewheel_runtime.py")
+    runtime = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runtime)
+    return HookCall(runtime.layout_error, record, data.get("NEEDED_BY", data.get("DISTRIBUTION")), data["LIBC"])
 
 
 def expected_error(consumer: str, provider: str, requirement: str, loaded: Path, rpath_dir: Path) -> str:
@@ -271,8 +277,7 @@ def test_pack_gives_a_musllinux_provider(case: MuslCase, tmp_path: Path) -> None
     tree = unpack(case.provider, tmp_path)
     library = elf_dynamic(tree / "acme_native" / "lib" / case.unique)
     assert library == {"needed": [MUSL_LIBC], "soname": [case.unique], "rpath": ["$ORIGIN"]}
-    init = (tree / "acme_native" / "__init__.py").read_text()
-    assert "libc='musl'" not in init  # it requires no other provider: nothing to check
+    assert table(tree / "acme_native" / "__init__.py")["PROVIDERS"] == ()  # it requires no other provider: nothing to check
 
 
 def test_repair_links_vendors_and_tags_as_auditwheel(case: MuslCase, tmp_path: Path) -> None:
@@ -294,8 +299,9 @@ def test_repair_links_vendors_and_tags_as_auditwheel(case: MuslCase, tmp_path: P
     [requirement] = requires_dist(case.output)
     assert str(requirement) in ("acme-native<4,>=3.1.4", "acme-native==3.*,>=3.1.4")
     hook = read_hook(tree / "acme_consumer" / "_sharewheel_providers.py")
-    assert hook.args == ("acme_native", "acme-native", str(requirement), (case.unique,), "acme-consumer")
-    assert hook.kwargs == {"libc": "musl", "fallbacks": ("../acme_native/lib",)}
+    assert hook.record == ("acme_native", "acme-native", str(requirement), (case.unique,), "provider",
+                           ("../acme_native/lib",))
+    assert (hook.needed_by, hook.libc) == ("acme-consumer", "musl")
 
 
 def test_show_on_a_musl_consumer(case: MuslCase) -> None:
@@ -411,39 +417,45 @@ def test_a_provider_requiring_a_provider_is_checked_the_same_way(case: MuslCase,
                       cwd=cwd)
     assert split.returncode == 2 and f"Error loading shared library {case.unique}" in split.stdout, split
 
-    loader = read_hook(site / "acme_plus" / "__init__.py", function="load")
-    assert loader.kwargs == {"libc": "musl", "fallbacks": ("../acme_native/lib",)}
+    loader = read_hook(site / "acme_plus" / "__init__.py")
+    assert (loader.libc, loader.record[-1], loader.needed_by) == ("musl", ("../acme_native/lib",), "acme-plus")
     assert loader.decide("musl", site / "acme_plus", site / "acme_native" / "lib") is None
-    error = read_hook(site_b / "acme_plus" / "__init__.py", function="load").decide(
+    error = read_hook(site_b / "acme_plus" / "__init__.py").decide(
         "musl", site_b / "acme_plus", preloaded.parent)
     assert isinstance(error, ImportError)
-    assert str(error) == expected_error("acme-plus", "acme-native", loader.args[2], preloaded,
+    assert str(error) == expected_error("acme-plus", "acme-native", loader.record[2], preloaded,
                                         site_b / "acme_native" / "lib")
 
 
 # --- the generated code itself -----------------------------------------------------------------
 
 
-def test_hooks_of_other_wheels_are_unchanged_and_fallbacks_follow_the_package() -> None:
-    requirement = loader_template.Requirement("acme_native", "acme-native", "acme-native==3.*,>=3.1.4",
-                                              ("libacme-sw1.so",), lib_dirs=("acme_native/lib",))
-    plain = loader_template.consumer_hook([requirement], "acme-consumer")
-    assert loader_template.consumer_hook([requirement], "acme-consumer", package="a/b") == plain
-    assert plain.rstrip().endswith(
-        "_require('acme_native', 'acme-native', 'acme-native==3.*,>=3.1.4', ('libacme-sw1.so',), 'acme-consumer')")
+def test_hooks_of_other_wheels_are_unchanged_and_fallbacks_follow_the_package(tmp_path: Path) -> None:
+    requirement = Requirement("acme_native", "acme-native", "acme-native==3.*,>=3.1.4", ("libacme-sw1.so",),
+                              lib_dirs=("acme_native/lib",))
+
+    def hook_table(requirements: list[Requirement], needed_by: str, **options: Any) -> dict[str, Any]:
+        hook = tmp_path / "hook.py"
+        hook.write_text(consumer_hook(requirements, needed_by, **options))
+        compile(hook.read_text(), "hook", "exec")
+        return table(hook)
+
+    plain = hook_table([requirement], "acme-consumer")
+    assert hook_table([requirement], "acme-consumer", package="a/b") == plain
+    assert (plain["LIBC"], plain["PROVIDERS"]) == (
+        "", (("acme_native", "acme-native", "acme-native==3.*,>=3.1.4", ("libacme-sw1.so",), "provider", ()),))
     for package, fallback in (("acme_consumer", "../acme_native/lib"), ("acme_consumer/sub", "../../acme_native/lib"),
                               ("", "acme_native/lib")):
-        hook = loader_template.consumer_hook([requirement], "acme-consumer", libc="musl", package=package)
-        assert hook.rstrip().endswith(f"'acme-consumer', libc='musl', fallbacks=('{fallback}',))"), hook
-        compile(hook, "hook", "exec")
-    preload = loader_template.Requirement("nvidia", "nvidia-x", "nvidia-x==1.*", ("nvidia/x/lib/libx.so.1",),
-                                          "preload", ("nvidia/x/lib",))
-    imported = loader_template.Requirement("blas", "blas-x", "blas-x==1.*", ("libblas.so",), "import", ("blas/lib",))
-    hook = loader_template.consumer_hook([preload, imported], "c", libc="musl", package="c")
-    assert "_preload('nvidia-x', 'nvidia-x==1.*', ('nvidia/x/lib/libx.so.1',), 'c', libc='musl', " \
-           "fallbacks=('../nvidia/x/lib',))" in hook
-    assert "_import_provider('blas', 'blas-x', 'blas-x==1.*', 'c', libc='musl', fallbacks=('../blas/lib',), " \
-           "files=('libblas.so',))" in hook
+        hook = hook_table([requirement], "acme-consumer", libc=Libc.MUSL, package=package)
+        assert hook["LIBC"] == "musl" and hook["PROVIDERS"][0][-1] == (fallback,), hook
+    preload = Requirement("nvidia", "nvidia-x", "nvidia-x==1.*", ("nvidia/x/lib/libx.so.1",), Strategy.PRELOAD,
+                          ("nvidia/x/lib",))
+    imported = Requirement("blas", "blas-x", "blas-x==1.*", ("libblas.so",), Strategy.IMPORT, ("blas/lib",))
+    hook = hook_table([preload, imported], "c", libc=Libc.MUSL, package="c")
+    assert hook["PROVIDERS"] == (
+        ("nvidia", "nvidia-x", "nvidia-x==1.*", ("nvidia/x/lib/libx.so.1",), "preload", ("../nvidia/x/lib",)),
+        ("blas", "blas-x", "blas-x==1.*", ("libblas.so",), "import", ("../blas/lib",)),
+    )
 
 
 def test_plat_is_checked_against_the_libc(case: MuslCase, tmp_path: Path) -> None:

@@ -212,12 +212,20 @@ def test_robotpy_native_wpiutil(pypi_wheel, provider_site: Site, build_env: Buil
                   requirement=requirement)
     with zipfile.ZipFile(output) as zf:
         hook = zf.read("wpi_consumer/_sharewheel_providers.py").decode()
-    assert "_import_provider('native.wpiutil._init_robotpy_native_wpiutil'" in hook
+    [record] = providers_table(hook)
+    assert record[0] == "native.wpiutil._init_robotpy_native_wpiutil" and record[4] == "import"
     text = "sharewheel \u00e9\u00e9"
     expected = (hashlib.sha1(text.encode()).hexdigest(), base64.b64encode(text.encode()).decode())
     assert_runs(build_env, run_env, output, provider_site(WPIUTIL), tmp_path, "wpi_consumer", args=f"({text!r})",
                 expected=expected, library=Path("native/wpiutil/lib/libwpiutil.so"),
                 distribution="robotpy-native-wpiutil", requirement=requirement)
+
+
+def providers_table(hook: str) -> tuple:
+    """The PROVIDERS table of a generated hook: (package, distribution, requirement, files, strategy, lib_dirs)."""
+    import ast
+
+    return ast.literal_eval(hook.split("PROVIDERS = ", 1)[1].split("\n\n", 1)[0])
 
 
 CUDART = "nvidia-cuda-runtime-cu12-linux"
@@ -245,7 +253,9 @@ def test_nvidia_cuda_runtime_cu12(pypi_wheel, provider_site: Site, build_env: Bu
                   requirement=requirement)
     with zipfile.ZipFile(output) as zf:
         hook = zf.read("cuda_consumer/_sharewheel_providers.py").decode()
-    assert "_preload('nvidia-cuda-runtime-cu12', " in hook and "('nvidia/cuda_runtime/lib/libcudart.so.12',)" in hook
+    [record] = providers_table(hook)
+    assert record[1] == "nvidia-cuda-runtime-cu12" and record[3] == ("nvidia/cuda_runtime/lib/libcudart.so.12",)
+    assert record[4] == "preload"
     assert_runs(build_env, run_env, output, provider_site(CUDART), tmp_path, "cuda_consumer", args="()",
                 expected=12090, library=Path("nvidia/cuda_runtime/lib/libcudart.so.12"),
                 distribution="nvidia-cuda-runtime-cu12", requirement=requirement)

@@ -151,14 +151,12 @@ def _names(wheel: Path) -> list[str]:
         return zf.namelist()
 
 
-def _provider_calls(hook_source: str) -> list[tuple[str, list]]:
-    """(function, literal arguments) of each top-level call statement of the hook module."""
-    calls = []
-    for node in ast.parse(hook_source).body:
-        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Name):
-            calls.append((node.value.func.id, [ast.literal_eval(a) for a in node.value.args]))
-    return calls
+def _provider_records(hook_source: str) -> list[tuple]:
+    """The hook module's table: (package, distribution, requirement, files, strategy, lib_dirs) of
+    each provider it loads, read from its literal `PROVIDERS = (...)`."""
+    [records] = [ast.literal_eval(node.value) for node in ast.parse(hook_source).body
+                 if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["PROVIDERS"]]
+    return list(records)
 
 
 def test_repaired_wheel_links_vendors_nothing_and_requires_the_provider(blas_case: BlasCase,
@@ -186,11 +184,12 @@ def test_repaired_wheel_links_vendors_nothing_and_requires_the_provider(blas_cas
     init = (tree / PACKAGE / "__init__.py").read_text()
     hook_import = init.index("_sharewheel_providers")
     assert hook_import < init.index(f"from {PACKAGE}._core import")  # the hook runs first
-    calls = _provider_calls((tree / PACKAGE / "_sharewheel_providers.py").read_text())
+    records = _provider_records((tree / PACKAGE / "_sharewheel_providers.py").read_text())
     # load = "import": the hook imports the provider's package (which loads the library itself),
     # it does not load files by path
-    assert [(f, args[:2]) for f, args in calls] == [("_import_provider", [MODULE, DISTRIBUTION])], calls
-    assert SpecifierSet(calls[0][1][2].removeprefix(DISTRIBUTION)) == SPECIFIER
+    assert [(strategy, package, distribution) for package, distribution, _, _, strategy, _ in records] == [
+        ("import", MODULE, DISTRIBUTION)], records
+    assert SpecifierSet(records[0][2].removeprefix(DISTRIBUTION)) == SPECIFIER
 
 
 def test_hook_imports_scipy_openblas64_and_explains_when_it_is_missing(blas_case: BlasCase, run_env,
@@ -198,15 +197,20 @@ def test_hook_imports_scipy_openblas64_and_explains_when_it_is_missing(blas_case
                                                                       tmp_path: Path) -> None:
     """The hook is plain Python: run it here. Plugin load = import means it imports the package
     `scipy_openblas64` from sys.path (a stand-in here, since the real one loads a Mach-O / PE
-    file with ctypes); without one it names the requirement to install."""
+    file with ctypes); without one it names the requirement to install. The hook module is run
+    in its installed package, without the package's `__init__.py` (which would then import the
+    Mach-O / PE extension)."""
     site = pip_target_for(build_env, blas_case.output, tmp_path / "site", blas_case.install_platform)
     hook = site / PACKAGE / "_sharewheel_providers.py"
     stand_in = tmp_path / "provider" / MODULE
     stand_in.mkdir(parents=True)
     (stand_in / "__init__.py").write_text("IMPORTED_BY_THE_HOOK = True\n")
     code = f"""
-        import importlib.util, os, sys
-        spec = importlib.util.spec_from_file_location("hook", {str(hook)!r})
+        import importlib.util, os, sys, types
+        package = types.ModuleType({PACKAGE!r})
+        package.__path__ = [{str(hook.parent)!r}]
+        sys.modules[{PACKAGE!r}] = package
+        spec = importlib.util.spec_from_file_location({PACKAGE + "._sharewheel_providers"!r}, {str(hook)!r})
         try:
             spec.loader.exec_module(importlib.util.module_from_spec(spec))
         except ImportError as e:

@@ -15,10 +15,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 
-from sharewheel import loader_template
+from sharewheel import hooks
 from sharewheel.abi import BUILTIN_TEMPLATES, AbiPolicy, narrow
 from sharewheel.errors import SharewheelError
-from sharewheel.loader_template import (
+from sharewheel.hooks import (
     BLOCK_END,
     BLOCK_START,
     init_block,
@@ -330,10 +330,10 @@ def test_long_description_with_crlf_is_kept_byte_for_byte() -> None:
     assert result.endswith("\n\n" + body)
 
 
-# --- sharewheel.loader_template: the hook block ---------------------------------------------------
+# --- sharewheel.hooks: the hook block -------------------------------------------------------------
 
-BLOCK = init_block(f"from . import {loader_template.HOOK_MODULE}  # noqa: F401")
-HOOK_IMPORT = f"from . import {loader_template.HOOK_MODULE}"
+BLOCK = init_block(f"from . import {hooks.HOOK_MODULE}  # noqa: F401")
+HOOK_IMPORT = f"from . import {hooks.HOOK_MODULE}"
 
 
 def check_hooked(source: str, result: str) -> ast.Module:
@@ -347,7 +347,7 @@ def check_hooked(source: str, result: str) -> ast.Module:
         body = body[1:]
     first = body[0]
     assert isinstance(first, ast.ImportFrom) and first.level == 1 and \
-        [a.name for a in first.names] == [loader_template.HOOK_MODULE], ast.dump(first)
+        [a.name for a in first.names] == [hooks.HOOK_MODULE], ast.dump(first)
     return module
 
 

@@ -18,16 +18,24 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from sharewheel import __version__, cmake_package, loader_template, pkgconfig
+from sharewheel import __version__, cmake_package, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
+from sharewheel.files import work_dir
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
 from sharewheel.platforms import is_musl_libc, keys_of
 from sharewheel.registry import ENTRY_POINT_GROUP, Provider, Registry
 from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
-from sharewheel.wheelfile import WheelName, work_dir, write_wheel
+from sharewheel.runtime import (
+    RUNTIME_MODULE,
+    Libc,
+    loader_source,
+    provider_init,
+    provider_main_source,
+)
+from sharewheel.wheelfile import WheelName, write_wheel
 
 
 @dataclass(frozen=True)
@@ -81,17 +89,19 @@ def pack(options: PackOptions) -> RepairReport:
         _write_cmake(lib_dir, libraries, unique, requires, adapter.os, distribution, package, version, policy, platform)
         runtime = [p.runtime(lib.unique_name for lib in p.provides.libraries) for p in requires]
         (package_dir / "__init__.py").write_text(
-            loader_template.provider_init(
+            provider_init(
                 distribution=distribution,
                 version=str(version),
                 libraries=[unique[lib.name] for lib in libraries],
                 requires=runtime,
-                libc="musl" if any(map(is_musl_libc, needed)) else "",
+                libc=Libc.MUSL if any(map(is_musl_libc, needed)) else Libc.OTHER,
                 package=package,
             ),
             encoding="utf-8",
         )
-        (package_dir / "__main__.py").write_text(loader_template.provider_main(distribution, package), encoding="utf-8")
+        # the code those data run, and `python -m <package> --cmake-dir`: sharewheel's runtime, verbatim
+        (package_dir / f"{RUNTIME_MODULE}.py").write_text(loader_source(), encoding="utf-8")
+        (package_dir / "__main__.py").write_text(provider_main_source(), encoding="utf-8")
 
         name = WheelName.parse(f"{package}-{version}-py3-none-{platform}.whl")
         dist_info = tree / name.dist_info
