@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from sharewheel.errors import SharewheelError
-from sharewheel.platforms import keys_of
+from sharewheel.errors import BinaryError, InputWheelError
+from sharewheel.platforms import systems
 from sharewheel.symbols import SymbolTable
+
+if TYPE_CHECKING:
+    from sharewheel.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -35,37 +38,28 @@ class PrefixLibrary:
     needed: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RepairJob:
-    wheel: Path  # the wheel file `tree` was unpacked from (some OS tools read the wheel itself)
-    tree: Path  # unpacked, writable: the adapter edits it in place
-    distribution: str  # as in the wheel file name
-    platforms: tuple[str, ...]  # the wheel's platform tags before repair
-    relink: dict[str, dict[str, str]]  # binary → {needed name: provider's unique name}
-    fallback_dirs: dict[str, tuple[str, ...]]  # binary → tree-relative provider lib dirs
-    exclude: frozenset[str]  # names never vendored: the provided ones and --exclude patterns
-    plat: str = "auto"  # requested platform tag, or auto
-    lib_sdir: str | None = None  # where vendored libraries go; None: the OS tool's default
-    library_path: tuple[Path, ...] = ()  # searched first for libraries to vendor (pack: PREFIX/lib)
-    provided: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # unique name → writes its file
-    require_archs: str | tuple[str, ...] | None = None  # macOS: delocate's --require-archs
-    provider_platforms: tuple[tuple[str, ...], ...] = ()  # each linked provider's platform tags
-
-
-@dataclass(frozen=True)
-class RepairOutcome:
-    platforms: tuple[str, ...]  # platform tags of the repaired wheel
-    vendored: tuple[str, ...] = field(default=())  # tree-relative paths of vendored copies
-    moved: dict[str, str] = field(default_factory=dict)  # binaries the OS tool moved: old → new path
+NeedState = Literal["provided", "vendored", "policy", "external", "missing"]
 
 
 @dataclass(frozen=True)
 class NeededState:
-    """One needed library of one binary, as `show` reports it."""
+    """One needed library of one binary, as the OS tool judged it before vendoring."""
 
     name: str
-    state: str  # provided, vendored, policy, external, missing
+    state: NeedState
     path: str | None = None  # where it was found, for external libraries
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """What the OS tool decided and did in the work tree."""
+
+    platforms: tuple[str, ...]  # platform tags of the repaired wheel
+    vendored: tuple[str, ...] = field(default=())  # tree-relative paths of vendored copies
+    moved: dict[str, str] = field(default_factory=dict)  # binaries the OS tool moved: old → new path
+    needs: dict[str, tuple[NeededState, ...]] = field(default_factory=dict)  # binary → its needs, before repair
+    sources: dict[str, str] = field(default_factory=dict)  # vendored tree path → the file it was copied from
+    refusal: str | None = None  # show only: why repair refuses the wheel (the OS tool's error)
 
 
 class PlatformAdapter(Protocol):
@@ -74,11 +68,9 @@ class PlatformAdapter(Protocol):
     def binaries(self, tree: Path) -> dict[str, BinaryInfo]:
         """Every binary in `tree` (tree-relative POSIX path) with what it needs."""
 
-    def repair(self, job: RepairJob) -> RepairOutcome:
-        """Vendor what is not provided, relink what is, and choose the platform tags."""
-
-    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
-        """Each binary's needed libraries with their state, and the tags repair would give."""
+    def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
+        """In the unpacked `tree`: judge each binary's needs, vendor what `plan` does not provide
+        (as the OS tool does), relink what it provides, and choose the platform tags."""
 
     def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         """The shared libraries of a build prefix."""
@@ -113,33 +105,33 @@ def scan_binaries(
         relative = path.relative_to(tree).as_posix()
         try:
             info = read(path)
-        except SharewheelError as e:
-            raise SharewheelError(f"{relative}: {str(e).removeprefix(path.name + ': ')}") from None
+        except BinaryError as e:
+            raise type(e)(f"{relative}: {str(e).removeprefix(path.name + ': ')}") from None
         if info is not None:
             found[relative] = info
         elif path.suffix.lower() in named_like:
-            raise SharewheelError(f"{relative}: not a {kind} file (wrong magic number)")
+            raise BinaryError(f"{relative}: not a {kind} file (wrong magic number)")
     return found
 
 
 def adapter_for(platforms: list[str] | tuple[str, ...], where: str) -> PlatformAdapter:
     """The adapter for a wheel's platform tags; one OS per wheel."""
-    systems = {key.os for key in keys_of(list(platforms))}
-    if systems <= {"linux", "musllinux"} and systems:
+    found = systems(platforms)
+    if found == {"linux"}:
         from sharewheel.adapters.linux import LinuxAdapter
 
         return LinuxAdapter()
-    if systems == {"macos"}:
+    if found == {"macos"}:
         from sharewheel.adapters.macos import MacOSAdapter
 
         return MacOSAdapter()
-    if systems == {"windows"}:
+    if found == {"windows"}:
         from sharewheel.adapters.windows import WindowsAdapter
 
         return WindowsAdapter()
-    if not systems:
-        raise SharewheelError(f"{where}: platform tags {', '.join(platforms)} are not platform-specific; nothing to repair")
-    raise SharewheelError(f"{where}: a wheel for several systems ({', '.join(sorted(systems))}) cannot be repaired")
+    if not found:
+        raise InputWheelError(f"{where}: platform tags {', '.join(platforms)} are not platform-specific; nothing to repair")
+    raise InputWheelError(f"{where}: a wheel for several systems ({', '.join(sorted(found))}) cannot be repaired")
 
 
 def adapter_for_host_binary(path: Path) -> PlatformAdapter | None:
@@ -161,3 +153,12 @@ def adapter_for_host_binary(path: Path) -> PlatformAdapter | None:
     if is_pe(path):
         return WindowsAdapter()
     return None
+
+
+def slim_wheel(plan: Plan, tree: Path) -> Path:
+    """The tree zipped without compression into a wheel file, for OS tools that read one (delocate
+    reads its name, delvewheel the whole wheel): written once, beside the tree."""
+    from sharewheel.wheelfile import write_wheel
+
+    path = tree.parent / "slim" / plan.source.name
+    return path if path.is_file() else write_wheel(tree, plan.dist_info, path, compress=False)

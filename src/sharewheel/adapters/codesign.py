@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sharewheel.errors import SharewheelError
+from sharewheel.files import replacing
 
 PAGE_SIZE_LOG2 = 12  # codesign hashes 4 KiB pages on every architecture
 CSMAGIC_EMBEDDED_SIGNATURE = 0xFADE0CC0
@@ -261,13 +260,5 @@ def signature_is_valid(path: Path) -> bool:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, mode=path.stat().st_mode & 0o7777) as f:
+        f.write(data)

