@@ -17,14 +17,17 @@ from conftest import (
     BuildEnv,
     Consumer,
     build_acme,
+    build_c_library,
     build_consumer,
     consumer_project,
+    elf_dynamic,
     manifest_of,
     one,
     pip_target,
     repair,
     run,
     sharewheel,
+    unpack,
 )
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -291,3 +294,136 @@ def test_bad_input_is_one_error_line(tmp_path: Path) -> None:
         assert result.stdout == "" and result.stderr.splitlines() == [ERROR + message + (
             " (No such file or directory)" if "cannot run" in message else "")], result.stderr
     assert os.listdir(tmp_path) == []
+
+
+# --- one rule for unbound imports, in repair's proof and in check -------------------------------
+
+MATH_C = """\
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <acme.h>
+{declarations}
+static PyObject *measure(PyObject *s, PyObject *args) {{
+    double x;
+    if (!PyArg_ParseTuple(args, "d", &x)) return NULL;
+    return PyLong_FromLong(acme_add((int)floor(x), (int)round(x)){more});
+}}
+static PyMethodDef methods[] = {{{{"measure", measure, METH_VARARGS, NULL}}, {{NULL, NULL, 0, NULL}}}};
+static struct PyModuleDef module = {{PyModuleDef_HEAD_INIT, "_core", NULL, -1, methods}};
+PyMODINIT_FUNC PyInit__core(void) {{ return PyModule_Create(&module); }}
+"""
+
+
+def math_consumer(build_env: BuildEnv, provider: Path, where: Path, package: str, *, declarations: str = "",
+                  more: str = "") -> tuple[Path, str]:
+    """PACKAGE._core calling libacme and libm's floor and round, built against the installed
+    provider without -lm and with -fno-builtin: floor and round stay calls, which the linker
+    leaves unversioned and bound to no library. (The wheel, the extension's wheel path.)"""
+    project = where / package
+    (project / "src" / package).mkdir(parents=True)
+    (project / "src" / "_core.c").write_text(MATH_C.format(declarations=declarations, more=more))
+    (project / "src" / package / "__init__.py").write_text(f'"""{package}: test consumer."""\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{package.replace("_", "-")}"\nversion = "1.0.0"\n'
+        f'[tool.setuptools]\npackage-dir = {{"" = "src"}}\npackages = ["{package}"]\n')
+    (project / "setup.py").write_text(
+        "import shlex, subprocess\nfrom setuptools import Extension, setup\n"
+        'cflags = shlex.split(subprocess.check_output(["pkg-config", "--cflags", "acme"], text=True))\n'
+        'libs = shlex.split(subprocess.check_output(["pkg-config", "--libs", "acme"], text=True))\n'
+        f'setup(ext_modules=[Extension("{package}._core", ["src/_core.c"], '
+        'extra_compile_args=[*cflags, "-fno-builtin"], extra_link_args=libs)])\n')
+    wheel = build_consumer(build_env, project, where / "build", provider=provider)
+    extension = one(list((unpack(wheel, where / "unpacked") / package).glob("_core*.so")))
+    # read independently of sharewheel (pyelftools): no libm, and floor and round unversioned imports
+    assert not [n for n in elf_dynamic(extension)["needed"] if n.startswith("libm.")], elf_dynamic(extension)
+    assert {"floor", "round"} <= unversioned_imports(extension)
+    return wheel, f"{package}/{extension.name}"
+
+
+def unversioned_imports(path: Path) -> set[str]:
+    """The undefined dynamic symbols without a symbol version, read with pyelftools."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        versions = elf.get_section_by_name(".gnu.version")
+        return {
+            symbol.name for index, symbol in enumerate(elf.get_section_by_name(".dynsym").iter_symbols())
+            if symbol.name and symbol["st_shndx"] == "SHN_UNDEF"
+            and (versions is None or versions.get_symbol(index)["ndx"] in ("VER_NDX_LOCAL", "VER_NDX_GLOBAL"))
+        }
+
+
+def test_imports_the_interpreter_serves_are_not_the_providers(
+    build_env: BuildEnv, packed: Callable[..., Path], make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """floor and round, imported unversioned without libm linked, come from the interpreter's
+    libm: repair's proof does not ask them of the provider, and check calls the result healthy."""
+    provider = packed("3.1.4")
+    wheel, binary = math_consumer(build_env, provider, tmp_path, "acme_math")
+    unique = one(manifest_of(provider)["provides"]["libraries"])["unique_name"]
+    # the proof by elimination (the host does not find the library the build linked) and by that
+    # library itself (it does: the issue's case, which repair passed and check did not)
+    built_against = tmp_path / "build" / "build-site" / "acme_native" / "lib"
+    assert (built_against / unique).is_file()
+    output = repair(wheel, tmp_path / "wheelhouse", "--provider", provider)
+    repair(wheel, tmp_path / "wheelhouse-host", "--provider", provider, env={"LD_LIBRARY_PATH": str(built_against)})
+    assert [(l["binary"], l["needed"]) for l in manifest_of(output)["links"]] == [(binary, unique)]
+
+    env = make_env(provider, output)
+    status, out = env.both()
+    assert status == 0, out
+    assert out.strip() == "No broken links found (1 link of 1 distribution checked)."
+    # and healthy it is: the venv's interpreter imports it, its libm serving floor and round
+    result = run([env.python, "-c", "from acme_math._core import measure; print(measure(2.5))"],
+                 env={"PYTHONPATH": "", "LD_LIBRARY_PATH": ""})
+    assert result.stdout.strip() == "5"  # floor(2.5) + round(2.5)
+
+
+ACME_WITH_NOWHERE = """\
+int acme_series(void) { return 3; }
+const char *acme_version(void) { return "3.1.4"; }
+int acme_add(int a, int b) { return a + b; }
+int acme_nowhere(int x) { return x; }
+"""
+
+
+def test_an_import_nothing_exports_is_refused_and_reported_in_the_same_words(
+    build_env: BuildEnv, packed: Callable[..., Path], make_env: Callable[..., Env], tmp_path: Path
+) -> None:
+    """acme_nowhere, imported unversioned, is exported by neither the provider, nor its other
+    libraries, nor the interpreter: repair refuses the provider, and check (on a wheel repaired
+    with a libacme that had it, then installed with the real provider) reports the same line."""
+    provider = packed("3.1.4")
+    wheel, binary = math_consumer(build_env, provider, tmp_path, "acme_gap", declarations="int acme_nowhere(int);",
+                                  more=" + acme_nowhere(0)")
+    unique = one(manifest_of(provider)["provides"]["libraries"])["unique_name"]
+    shared = (f"{binary} imports acme_nowhere from {unique}, which ",
+              " does not export: that provider cannot stand in for it")
+
+    result = sharewheel("repair", wheel, "-w", tmp_path / "refused", "--provider", provider, check=False)
+    assert result.returncode == 1, result
+    [line] = result.stderr.splitlines()
+    assert line == (f"{ERROR}{wheel.name}: {shared[0]}acme-native 3.1.4's acme_native/lib/{unique}{shared[1]}")
+    assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").iterdir())
+
+    # a libacme.so.3 that also exports acme_nowhere, packed under the same name: repair accepts it
+    prefix = build_c_library(tmp_path / "prefix", "acme", "libacme.so.3", ACME_WITH_NOWHERE)
+    sharewheel("pack", prefix, "--name", "acme-native", "--version", "3.1.4", "-w", tmp_path / "having")
+    having = one(list((tmp_path / "having").glob("*.whl")))
+    assert one(manifest_of(having)["provides"]["libraries"])["unique_name"] == unique
+    output = repair(wheel, tmp_path / "wheelhouse", "--provider", having)
+
+    env = make_env(provider, output)  # the real provider: acme_nowhere is nowhere
+    status, out = env.both()
+    assert status == 1, out
+    library = installed_library(env)
+    assert out.splitlines()[0] == f"acme-gap 1.0.0: {shared[0]}{library} (acme-native 3.1.4){shared[1]}"
+    [problem] = json.loads(env.check_outside("--json")[1])["problems"]
+    assert (problem["kind"], problem["symbols"]) == ("symbols-missing", ["acme_nowhere"])  # not floor, round
+    # and broken it is: the interpreter cannot import it
+    result = run([env.python, "-c", "import acme_gap._core"], env={"PYTHONPATH": "", "LD_LIBRARY_PATH": ""},
+                 check=False)
+    assert result.returncode == 1 and "undefined symbol: acme_nowhere" in result.stderr, result.stderr

@@ -17,16 +17,18 @@ the running sharewheel: the shipped ones and its own ``sharewheel.plugins`` entr
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
 import posixpath
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -39,6 +41,7 @@ from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary
 from sharewheel.naming import library_key
 from sharewheel.platforms import keys_of
 from sharewheel.plugin import Plugin, load_plugins, plugin_for
+from sharewheel.proof import interpreter_tables
 from sharewheel.registry import Provider, installed_platforms, installed_provider
 from sharewheel.vendored import vendored_copies
 
@@ -153,15 +156,17 @@ class InstalledProvider:
 # --- findings ---------------------------------------------------------------------------------
 
 
+ProblemKind = Literal["provider-missing", "outside-policy", "library-missing", "file-missing", "binary-missing",
+                      "symbols-missing", "conflict", "unreadable", "musl-split-layout"]
+LinkState = Literal["ok", "provider-missing", "outside-policy", "library-missing", "file-missing", "binary-missing",
+                    "symbols-missing", "unreadable", "musl-split-layout"]
+
+
 @dataclass(frozen=True)
 class Problem:
-    """Something broken: a consumer will fail to import, or a provider cannot be trusted.
+    """Something broken: a consumer will fail to import, or a provider cannot be trusted."""
 
-    kind: provider-missing, outside-policy, library-missing, file-missing, binary-missing,
-    symbols-missing, conflict, unreadable, musl-split-layout.
-    """
-
-    kind: str
+    kind: ProblemKind
     message: str
     distribution: str | None = None
     version: str | None = None
@@ -188,7 +193,7 @@ class LinkStatus:
     distribution: str
     version: str
     link: Link
-    status: str
+    status: LinkState
     provider_version: str | None = None  # the installed release that serves it
     file: str | None = None  # the provider's file it resolves to
 
@@ -314,9 +319,13 @@ class CheckReport:
 # --- the audit --------------------------------------------------------------------------------
 
 
-def check_environment(paths: Sequence[str], plugins: Sequence[Plugin] | None = None) -> CheckReport:
-    """Audit the distributions installed in `paths` (sys.path order)."""
-    return _Audit(paths, load_plugins() if plugins is None else plugins).run()
+def check_environment(paths: Sequence[str], plugins: Sequence[Plugin] | None = None,
+                      python: str | None = None) -> CheckReport:
+    """Audit the distributions installed in `paths` (sys.path order) for the interpreter
+    `python` (default: the running one), whose own libraries serve unbound imports."""
+    executable = None if python is None else shutil.which(python) or python
+    interpreter = functools.partial(interpreter_tables, executable)
+    return _Audit(paths, load_plugins() if plugins is None else plugins, interpreter).run()
 
 
 @dataclass
@@ -326,13 +335,15 @@ class _Resolved:
     link: Link
     provider: InstalledProvider | None = None
     file: Path | None = None
-    status: str = "ok"
+    status: LinkState = "ok"
 
 
 class _Audit:
-    def __init__(self, paths: Sequence[str], plugins: Sequence[Plugin]) -> None:
+    def __init__(self, paths: Sequence[str], plugins: Sequence[Plugin],
+                 interpreter: Callable[[], Iterable[symbols.Read]]) -> None:
         self.paths = tuple(paths)
         self.plugins = plugins
+        self.interpreter = interpreter  # the interpreter's libraries, for symbols.lacking
         self.items = installed(paths)
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
@@ -505,7 +516,8 @@ class _Audit:
         )
 
     def _symbols(self, item: Installed, binary: str, entries: list[_Resolved]) -> None:
-        """Each provider file exports what `binary` imports from it; a missing binary is a problem."""
+        """Each provider file exports what `binary` imports from it, by the stand-in proof's rule
+        (symbols.lacking) on the installed files; a missing binary is a problem."""
         path = item.file(binary)
         if not path.is_file():
             self.problems.append(Problem(
@@ -522,12 +534,11 @@ class _Audit:
             if adapter is None:
                 raise SharewheelError(f"{path.name}: not a shared library or extension module")
             table = adapter.symbols(path)
-            others: dict[str, symbols.SymbolTable] | None = {}
-            if table.imports.get(None):  # ELF: unbound imports are attributed by elimination
-                others = self._dependency_tables(item, binary, path, adapter, entries)
         except (SharewheelError, OSError) as e:
             self._unreadable(item, f"{binary}: {e}")
             return
+        # ELF's unbound imports: by elimination over the installed libraries, read once per binary
+        tables = functools.cache(lambda: self._dependency_tables(item, binary, path, adapter, entries))
         for entry in checkable:
             assert entry.file is not None and entry.provider is not None
             try:
@@ -542,12 +553,8 @@ class _Audit:
                     entry.provider.item.version, library=entry.link.needed,
                 ))
                 continue
-            if others is None:  # a library it loads was not found: only the imports bound by name count
-                needed = symbols.imports_from(table, entry.link.needed, reference=symbols.SymbolTable())
-            else:
-                rest = [t for name, t in others.items() if name != library_key(entry.link.needed)]
-                needed = symbols.imports_from(table, entry.link.needed, others=rest)
-            absent = symbols.missing(needed, exported)
+            absent = symbols.lacking(table, entry.link.needed, exported,
+                                     functools.partial(_neighbours, tables, entry.link.needed), self.interpreter)
             if absent:
                 entry.status = "symbols-missing"
                 shown = f"{entry.file} ({entry.provider.item.label})"
@@ -560,10 +567,11 @@ class _Audit:
 
     def _dependency_tables(self, item: Installed, binary: str, path: Path, adapter: PlatformAdapter,
                            entries: list[_Resolved]) -> dict[str, symbols.SymbolTable] | None:
-        """Symbol tables of the binary's direct dependencies, by name: the provider files its links
-        resolve to, its distribution's own files (vendored copies), then what the host's search
-        finds. None when one cannot be found: attributing unbound imports by elimination would
-        then blame a provider for the symbols of the library not found."""
+        """Symbol tables of the binary's libraries, by name: its direct dependencies (the provider
+        files its links resolve to, its distribution's own files (vendored copies), then what the
+        host's search finds), then what the search finds they load. None when a direct one
+        cannot be found or read: attributing unbound imports by elimination would then blame a
+        provider for the symbols of the library not found."""
         described = adapter.describe(path)
         linked = {library_key(e.link.needed): e for e in entries}
         own = {library_key(posixpath.basename(f.as_posix())): f.as_posix() for f in item.dist.files or ()}
@@ -585,6 +593,18 @@ class _Audit:
                     return None
                 tables[key] = adapter.symbols(candidate)
             except (SharewheelError, OSError):  # a system library we cannot read: not the consumer's fault
+                return None
+        if searched is None:
+            searched = adapter.resolve(item.location, binary)
+        for name, candidate in searched.items():
+            key = library_key(name)
+            if key in tables or key in linked:
+                continue
+            try:
+                if adapter_for_host_binary(candidate) is None:
+                    return None
+                tables[key] = adapter.symbols(candidate)
+            except (SharewheelError, OSError):
                 return None
         return tables
 
@@ -618,6 +638,20 @@ class _Audit:
             saving = sum(c.size for c in copies) - max(c.size for c in copies)
             duplicates.append(Duplicate(stem, tuple(copies), saving, provider))
         return duplicates
+
+
+def _neighbours(tables: Callable[[], dict[str, symbols.SymbolTable] | None], needed: str) -> symbols.Neighbours:
+    """For the link to `needed`: the binary's other installed libraries (no reference copy:
+    the one it used before repair is gone); none when one of them was not found."""
+    found = tables()
+    if found is None:
+        return symbols.Neighbours(others=None)
+    return symbols.Neighbours(others=tuple(functools.partial(_read, t) for k, t in found.items() if k != library_key(needed)))
+
+
+def _read(table: symbols.SymbolTable) -> symbols.SymbolTable:
+    """A table read already, as symbols.lacking asks for it."""
+    return table
 
 
 def _musllinux(item: Installed) -> bool:

@@ -1,22 +1,30 @@
 """The stand-in proof: before anything is relinked, each provider file must export every
-symbol (and symbol version) a binary imports from the library it replaces."""
+symbol (and symbol version) a binary imports from the library it replaces.
+
+Which imports those are is one rule, :func:`sharewheel.symbols.lacking`, which `check` applies
+too; this module finds what it needs in a wheel tree, and the interpreter's libraries (for
+both)."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import posixpath
+import sys
+import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sharewheel import symbols
-from sharewheel.adapters import BinaryInfo, PlatformAdapter
-from sharewheel.errors import SharewheelError
-from sharewheel.symbols import SymbolTable
+from sharewheel.adapters import BinaryInfo, PlatformAdapter, manylinux
+from sharewheel.errors import ProofError, SharewheelError
+from sharewheel.readers import elf as elf_reader
+from sharewheel.symbols import Neighbours, SymbolTable
 from sharewheel.unvendor import Unvendoring
 
 if TYPE_CHECKING:
-    from sharewheel.repair import Plan
+    from sharewheel.plan import Plan
 
 log = logging.getLogger("repair")
 
@@ -34,55 +42,119 @@ def prove_stand_ins(
 
     What a binary imports from a library is decided by the library it used until now: the
     vendored copy being replaced, else the library the host finds for it (often the very
-    file the build linked), else what the binary imports that none of its other libraries
-    export — judged only when every one of those was found (see sharewheel.symbols).
+    file the build linked), else what the binary imports that none of its other libraries nor
+    the interpreter's export — judged only when every one of those was found (see
+    sharewheel.symbols.lacking).
     """
     for (binary, needed), match in sorted(plan.matches.items(), key=lambda item: item[0]):
-        table = adapter.symbols(tree / binary)
-        provider_table = adapter.symbols(match.provider.file(match.library))
-        name = posixpath.basename(needed)
         copy = unvendoring.reference(needed)
-        if copy is not None:
-            lacking = symbols.missing(
-                symbols.imports_from(table, needed, reference=adapter.symbols(tree / copy)), provider_table
-            )
-        else:
-            bound = symbols.imports_from(table, needed, reference=SymbolTable())
-            unexplained = {s for s in symbols.imports_from(table, needed) - bound if not provider_table.exports_symbol(s)}
-            lacking = symbols.missing(bound, provider_table)
-            if unexplained:  # only now is it worth asking which library the binary really used
-                lacking += _unexplained(adapter, tree, binaries, plan, binary, needed, unexplained, search)
+        neighbours = functools.partial(_neighbours, adapter, tree, binaries, plan, binary, needed, search,
+                                       None if copy is None else tree / copy)
+        lacking = symbols.lacking(adapter.symbols(tree / binary), needed,
+                                  adapter.symbols(match.provider.file(match.library)), neighbours, interpreter_tables)
         if lacking:
             where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
-            raise SharewheelError(symbols.describe_missing(binary, name, where, sorted(lacking)))
+            raise ProofError(symbols.describe_missing(binary, posixpath.basename(needed), where, lacking))
 
 
-def _unexplained(
+def _neighbours(
     adapter: PlatformAdapter,
     tree: Path,
     binaries: dict[str, BinaryInfo],
     plan: Plan,
     binary: str,
     needed: str,
-    candidates: set[symbols.Symbol],
     search: tuple[Path, ...],
-) -> list[str]:
-    """Of unbound imports the provider lacks, those that came from the replaced library: judged by
-    the library the host finds under that name, else by elimination over the binary's other
-    libraries (read only until every candidate is explained; not judged at all when one of them
-    cannot be found)."""
+    copy: Path | None,
+) -> Neighbours:
+    """The vendored copy being replaced, else the library the host finds under the replaced
+    name, else the binary's other libraries: direct ones first (as found, or their providers'
+    files), then what those load; none when a direct one cannot be found."""
+    if copy is not None:
+        return Neighbours(adapter.symbols(copy))
     name = posixpath.basename(needed)
     resolved = adapter.resolve(tree, binary, search)
     if name in resolved:
-        reference = adapter.symbols(resolved[name])
-        return symbols.spelled(s for s in candidates if s[0] in reference.exports)
+        return Neighbours(adapter.symbols(resolved[name]))
     provided = {posixpath.basename(n): m for (b, n), m in plan.matches.items() if b == binary and n != needed}
     direct = [posixpath.basename(n) for n in binaries[binary].needed if posixpath.basename(n) != name]
     if not all(n in resolved or n in provided for n in direct):
         log.debug("%s: not every library it needs was found; its unversioned imports are not judged", binary)
-        return []
+        return Neighbours(others=None)
     paths = [resolved[n] for n in direct if n in resolved]
     paths += [m.provider.file(m.library) for m in provided.values()]
     paths += [p for n, p in resolved.items() if n not in direct and n != name]
-    left = symbols.unexplained(candidates, (functools.partial(adapter.symbols, p) for p in paths))
-    return symbols.spelled(left)
+    return Neighbours(others=tuple(functools.partial(adapter.symbols, p) for p in paths))
+
+
+# --- the interpreter's libraries --------------------------------------------------------------
+
+
+def interpreter_tables(executable: str | None = None) -> tuple[symbols.Read, ...]:
+    """The symbol tables of :func:`interpreter_libraries`, each read when first asked for."""
+    return tuple(functools.partial(_table, path) for path in interpreter_libraries(executable))
+
+
+def _table(path: Path) -> SymbolTable:
+    """A library of the interpreter's, or nothing if it cannot be read (it explains nothing then)."""
+    try:
+        return elf_reader.symbols(path)
+    except (SharewheelError, OSError):
+        return SymbolTable()
+
+
+@functools.lru_cache(maxsize=8)
+def interpreter_libraries(executable: str | None = None) -> tuple[Path, ...]:
+    """The files of an interpreter's process whose exports serve every extension's unbound
+    imports: the executable (default: the running one), its shared libpython, and what they
+    need (libm, libc, libpthread, ...), found as the loader finds them. These are the process's
+    global scope, which the loader searches before any library an extension brings.
+
+    Empty where the interpreter is no ELF file (a macOS or Windows host): there only the
+    ``Py``/``_Py`` rule applies. auditwheel's ldd leaves libpython alone, so it is looked up
+    here: in the RPATH, LD_LIBRARY_PATH and RUNPATH of the file needing it, then where libc &
+    co. were found, then (for the running interpreter) its LIBDIR."""
+    root = Path(os.path.realpath(executable or sys.executable))
+    try:
+        first = elf_reader.read(root)
+    except (SharewheelError, OSError):
+        first = None
+    if first is None:
+        return ()
+    found: dict[Path, None] = {}
+    todo = [root]
+    while todo:
+        path = todo.pop(0)
+        if path in found:
+            continue
+        found[path] = None
+        try:
+            loaded = manylinux.ldd(path)
+        except (SharewheelError, ValueError, OSError) as e:
+            log.debug("%s: its libraries not found (%s); only what was found counts as the interpreter's", path, e)
+            continue
+        libraries = [Path(lib.realpath) for lib in loaded.libraries.values() if lib.realpath]
+        dirs = [*loaded.rpath, *os.environ.get("LD_LIBRARY_PATH", "").split(":"), *loaded.runpath,
+                *(str(p.parent) for p in libraries)]
+        if root == Path(os.path.realpath(sys.executable)):
+            dirs.append(sysconfig.get_config_var("LIBDIR") or "")
+        for name, lib in loaded.libraries.items():
+            if not lib.realpath:
+                library = _locate(name, [d for d in dirs if d], first)
+                if library is not None:
+                    todo.append(library)
+        found.update(dict.fromkeys(libraries))
+    return tuple(found)
+
+
+def _locate(name: str, dirs: list[str], like: elf_reader.ElfFile) -> Path | None:
+    """The first `name` in `dirs` built for the executable's machine, as the loader picks it."""
+    for directory in dict.fromkeys(dirs):
+        candidate = Path(os.path.realpath(os.path.join(directory, name)))
+        try:
+            elf = elf_reader.read(candidate) if candidate.is_file() else None
+        except (SharewheelError, OSError):
+            continue
+        if elf is not None and (elf.elf_class, elf.machine) == (like.elf_class, like.machine):
+            return candidate
+    return None
