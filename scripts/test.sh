@@ -24,4 +24,6 @@ fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]"
 cd "$root"
-exec "$venv/bin/python" -m pytest "$@"
+# one worker per core (SHAREWHEEL_TEST_JOBS to change it); each test module stays on one worker,
+# so its fixtures are built once; downloads and compiler caches are shared by the workers
+exec "$venv/bin/python" -m pytest -n "${SHAREWHEEL_TEST_JOBS:-auto}" --dist loadfile "$@"

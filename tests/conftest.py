@@ -11,7 +11,8 @@ import sys
 import textwrap
 import venv
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,20 +365,47 @@ PYPI_WHEELS = {
 }
 
 
+def run_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory every test process of this run shares (pytest-xdist workers each have their
+    own basetemp below one root): downloads and compiler caches are made once per run."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    where = root / name
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold `directory`'s lock: one process at a time fills a shared cache."""
+    import fcntl
+
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def pypi_download(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str, str], Path]:
     """`pypi_download(distribution, version, platform)`: that wheel (for CPython 3.11), downloaded
     with pip on first use into one cache for the run (SHAREWHEEL_TEST_PYPI_CACHE: across runs)."""
-    cache = Path(os.environ.get("SHAREWHEEL_TEST_PYPI_CACHE") or tmp_path_factory.mktemp("pypi"))
+    kept = os.environ.get("SHAREWHEEL_TEST_PYPI_CACHE")
+    cache = Path(kept) if kept else run_shared_dir(tmp_path_factory, "pypi")
+    cache.mkdir(parents=True, exist_ok=True)
 
     def get(distribution: str, version: str, platform: str) -> Path:
         where = cache / f"{distribution}-{version}-{platform}"
-        found = sorted(where.glob("*.whl")) if where.is_dir() else []
-        if not found:
-            run([sys.executable, "-m", "pip", "download", *PIP_QUIET, "--no-deps", "--only-binary=:all:",
-                 "--platform", platform, "--python-version", "3.11", "--implementation", "cp",
-                 "-d", where, f"{distribution}=={version}"])
-            found = sorted(where.glob("*.whl"))
+        with locked(cache):
+            found = sorted(where.glob("*.whl")) if where.is_dir() else []
+            if not found:
+                run([sys.executable, "-m", "pip", "download", *PIP_QUIET, "--no-deps", "--only-binary=:all:",
+                     "--platform", platform, "--python-version", "3.11", "--implementation", "cp",
+                     "-d", where, f"{distribution}=={version}"])
+                found = sorted(where.glob("*.whl"))
         return one(found)
 
     return get

@@ -599,8 +599,10 @@ def _require_ziglang() -> None:
 def zig(tmp_path_factory: pytest.TempPathFactory) -> Zig:
     """zig cc (the `ziglang` wheel) with one cache for the whole run. Fails, never skips, when
     ziglang is missing."""
+    from conftest import run_shared_dir
+
     _require_ziglang()
-    return Zig(tmp_path_factory.mktemp("zig-cache"))
+    return Zig(run_shared_dir(tmp_path_factory, "zig-cache"))
 
 
 def find_ld64_lld() -> str:

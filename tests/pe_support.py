@@ -220,7 +220,9 @@ def pe_zig(tmp_path_factory: pytest.TempPathFactory) -> PeZig:
         pytest.fail(f"the `ziglang` package is not importable from {sys.executable}: the Windows "
                     f"tests need it to build PE files (pip install ziglang)", pytrace=False)
     kept = os.environ.get("SHAREWHEEL_TEST_ZIG_CACHE")
-    cache = Path(kept) if kept else tmp_path_factory.mktemp("zig-cache-windows")
+    from conftest import run_shared_dir
+
+    cache = Path(kept) if kept else run_shared_dir(tmp_path_factory, "zig-cache-windows")
     cache.mkdir(parents=True, exist_ok=True)
     zig = PeZig(cache)
     _ZIG_TIMINGS.append(zig.timings)

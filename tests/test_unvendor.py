@@ -325,6 +325,6 @@ def test_show_names_the_plugin_and_the_copies(numpy_repaired: Numpy) -> None:
     provided = [n for needs in report["binaries"].values() for n in needs if n["state"] == "provided"]
     assert len(provided) >= 3 and {(n["provider"], n["plugin"], n["unique_name"]) for n in provided} == {
         ("scipy-openblas64", "scipy-openblas", "libscipy_openblas64_.so")}
-    assert sorted(c["path"] for c in report["unvendor"]) == sorted(numpy_repaired.removed)
+    assert sorted(c["path"] for c in report["removed"]) == sorted(numpy_repaired.removed)
     assert report["saved"] == sum(numpy_repaired.removed.values())
     assert report["replaceable"] == []

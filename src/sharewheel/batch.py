@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sharewheel.errors import SharewheelError
+from sharewheel.files import TMP_MARK, remove_stale_temporaries, run_dir
 from sharewheel.repair import RepairOptions, RepairReport, repair_wheel
-from sharewheel.wheelfile import TMP_MARK, remove_stale_temporaries, run_dir
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,24 +157,57 @@ def pack(prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
     click.echo(report.summary())
 
 
+def _repair_options(function: F) -> F:
+    """The options that decide a repair, shared by repair and show (which shows that repair)."""
+    for option in reversed([
+        click.option("--exclude", multiple=True, metavar="PATTERN",
+                     help="Neither vendor nor relink libraries matching this soname pattern (repeatable)."),
+        click.option("--plat", envvar="AUDITWHEEL_PLAT", default="auto", show_default=True,
+                     help="Linux: platform tag to repair to, as auditwheel's --plat (default: $AUDITWHEEL_PLAT, "
+                     "which the manylinux images set, else the best auditwheel's policies allow)."),
+        click.option("-L", "--lib-sdir", default=None,
+                     help="Where vendored libraries go, as in auditwheel (default .libs) and delocate (default .dylibs)."),
+        click.option("--require-archs", default=None, metavar="ARCHS",
+                     help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's "
+                     "{delocate_archs})."),
+        click.option("--abi", "abi", multiple=True, metavar="NAME=POLICY",
+                     help="Narrow provider NAME's Requires-Dist by an ABI policy (major, minor, exact or a template); "
+                     "never widens it (repeatable)."),
+    ]):
+        function = option(function)
+    return _provider_option(function)
+
+
+def _options_for(paths: list[Path], flags: Any, plat: str, lib_sdir: str | None, require_archs: str | None,
+                 **extra: Any) -> list[tuple[Path, Any]]:
+    """Each wheel with its RepairOptions: flags over SHAREWHEEL_* over [tool.sharewheel], and the
+    wheel's OS's table ([tool.sharewheel.linux], ...) over the main one."""
+    from sharewheel.config import resolve
+    from sharewheel.plan import RepairOptions
+
+    archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
+    options = []
+    for path in paths:
+        config = resolve(flags, os_name=_wheel_os(path))
+        options.append((path, RepairOptions(
+            providers=config.providers, plugins=config.plugins, exclude=config.exclude, plat=plat, lib_sdir=lib_sdir,
+            require_archs=archs, abi=config.abi, **extra,
+        )))
+    return options
+
+
 @main.command()
 @click.argument("wheels", nargs=-1, required=True)
 @click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
-@_provider_option
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Neither vendor nor relink libraries matching this soname pattern (repeatable).")
-@click.option("--plat", envvar="AUDITWHEEL_PLAT", default="auto", show_default=True,
-              help="Linux: platform tag to repair to, as auditwheel's --plat (default: $AUDITWHEEL_PLAT, which the "
-              "manylinux images set, else the best auditwheel's policies allow).")
-@click.option("-L", "--lib-sdir", default=None, help="Where vendored libraries go, as in auditwheel (default .libs) and delocate (default .dylibs).")
-@click.option("--require-archs", default=None, metavar="ARCHS", help="macOS: architectures every binary must have (arm64,x86_64 or universal2; cibuildwheel's {delocate_archs}).")
-@click.option("--abi", "abi", multiple=True, metavar="NAME=POLICY", help="Narrow provider NAME's Requires-Dist by an ABI policy (major, minor, exact or a template); never widens it (repeatable).")
+@_repair_options
 @click.option("--dry-run", is_flag=True, help="Print what repair would link, vendor, remove and require, and write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plans as JSON (a list, one per wheel).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Repair up to N wheels at once (default: the number of CPUs).")
 @click.pass_context
 def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...],
            plugins: tuple[Path, ...], exclude: tuple[str, ...], plat: str, lib_sdir: str | None,
-           require_archs: str | None, dry_run: bool, abi: tuple[str, ...], jobs: int | None) -> int:
+           require_archs: str | None, dry_run: bool, as_json: bool, abi: tuple[str, ...], jobs: int | None) -> int:
     """Link WHEELS to provider wheels instead of vendoring what those provide.
 
     --provider, --plugin, --exclude and --abi default to SHAREWHEEL_PROVIDERS, _PLUGINS, _EXCLUDE
@@ -181,27 +215,24 @@ def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, provide
     is repaired as if on its own; if any fails, the others are still written and the exit status is 1."""
     from sharewheel.batch import repair_all
     from sharewheel.config import Settings, abi_flags, resolve
-    from sharewheel.repair import RepairOptions, writable_dir
+    from sharewheel.repair import writable_dir
 
-    archs = tuple(a.strip() for a in require_archs.split(",")) if require_archs and "," in require_archs else require_archs
+    if as_json and not dry_run:
+        raise click.UsageError("--json prints a plan: give it with --dry-run")
     flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi))
     resolve(flags)  # a broken configuration is an error before any wheel is read
     settings = ctx.obj or {}
     paths = _expand(wheels)
     workers = min(jobs or os.cpu_count() or 1, len(paths))
-    work = []
-    for path in paths:
-        config = resolve(flags, os_name=_wheel_os(path))  # [tool.sharewheel.<os>] over the rest
-        bar = (workers == 1 and not settings.get("quiet") and sys.stderr.isatty()
-               and path.is_file() and path.stat().st_size >= PROGRESS_MIN_BYTES)
-        work.append((path, RepairOptions(
-            providers=config.providers, plugins=config.plugins, exclude=config.exclude, plat=plat,
-            lib_sdir=lib_sdir, require_archs=archs, abi=config.abi, dry_run=dry_run,
-            progress=_TerminalProgress() if bar else None,
-        )))
+    work = _options_for(paths, flags, plat, lib_sdir, require_archs, dry_run=dry_run)
+    for index, (path, options) in enumerate(work):
+        if workers == 1 and not settings.get("quiet") and sys.stderr.isatty() and path.is_file() \
+                and path.stat().st_size >= PROGRESS_MIN_BYTES:
+            work[index] = (path, replace(options, progress=_TerminalProgress()))
     if not dry_run:
         writable_dir(wheel_dir)  # one error line for all wheels, before any is read
     status = 0
+    plans = []
     for outcome in repair_all(work, wheel_dir, workers):
         if outcome.report is None:
             if outcome.internal:
@@ -213,23 +244,32 @@ def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, provide
                 click.echo(f"sharewheel: error: {outcome.error}", err=True)
             continue
         report = outcome.report
+        if as_json:
+            plans.append(report.data)
+            continue
         if dry_run or settings.get("verbose"):
             click.echo("\n".join(f"  {line}" for line in report.plan()), err=not dry_run)
         click.echo(report.summary())
+    if as_json:
+        click.echo(json.dumps(plans, indent=2))
     return status
 
 
 @main.command()
 @click.argument("wheel", type=click.Path(path_type=Path))
-@_provider_option
+@_repair_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], as_json: bool) -> None:
-    """Show, for each binary in WHEEL, how each needed library is satisfied."""
-    from sharewheel.config import Settings, resolve
+def show(wheel: Path, providers: tuple[str, ...], plugins: tuple[Path, ...], exclude: tuple[str, ...], plat: str,
+         lib_sdir: str | None, require_archs: str | None, abi: tuple[str, ...], as_json: bool) -> None:
+    """Show what repair would do to WHEEL (with the same options and [tool.sharewheel] settings):
+    for each binary how each needed library is satisfied, what is linked, removed, vendored and
+    required, the tags, and, for a provider wheel, what it provides. A pure wheel has nothing to repair."""
+    from sharewheel.config import Settings, abi_flags
     from sharewheel.show import show_wheel
 
-    config = resolve(Settings(providers or None, plugins or None), os_name=_wheel_os(wheel))  # as repair does
-    report = show_wheel(wheel, config.providers, config.plugins)
+    flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi))
+    [(path, options)] = _options_for([wheel], flags, plat, lib_sdir, require_archs)
+    report = show_wheel(path, options)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
 
 
@@ -247,7 +287,7 @@ def check(interpreter: str | None, paths: tuple[Path, ...], as_json: bool) -> in
 
     if interpreter is not None and paths:
         raise click.UsageError("--python and --path are mutually exclusive")
-    report = check_environment(audit_paths(interpreter, paths))
+    report = check_environment(audit_paths(interpreter, paths), python=interpreter)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
     return 0 if report.ok else 1
 
@@ -287,15 +327,13 @@ def cmake_prefix_path(interpreter: str | None, paths: tuple[Path, ...]) -> None:
 def _wheel_os(path: Path) -> str | None:
     """linux, macos or windows, from a wheel file name's platform tags; None if they name none
     (or the name is no wheel name: reading the wheel then says what is wrong)."""
-    from sharewheel.platforms import keys_of
+    from sharewheel.platforms import system_of
     from sharewheel.wheelfile import WheelName
 
     try:
-        systems = {key.os for key in keys_of(WheelName.parse(path.name).platforms)}
+        return system_of(WheelName.parse(path.name).platforms)
     except SharewheelError:
         return None
-    systems = {"linux" if system == "musllinux" else system for system in systems}
-    return systems.pop() if len(systems) == 1 else None
 
 
 def _expand(patterns: tuple[str, ...]) -> list[Path]:

@@ -44,7 +44,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from sharewheel.abi import AbiPolicy
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import ConfigError, SharewheelError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -122,9 +122,9 @@ def read_pyproject(path: Path, os_name: str | None = None) -> Settings:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
-        raise SharewheelError(f"{path}: cannot read it ({e.strerror or e})") from None
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SharewheelError(f"{path}: invalid TOML ({e})") from None
+        raise ConfigError(f"{path}: invalid TOML ({e})") from None
     tool = data.get("tool", {})
     table = tool.get("sharewheel") if isinstance(tool, dict) else None
     if table is None:
@@ -137,21 +137,21 @@ def read_pyproject(path: Path, os_name: str | None = None) -> Settings:
 def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Settings:
     where = f"{path}: {name}"
     if not isinstance(table, dict):
-        raise SharewheelError(f"{where}: must be a table, not {_kind(table)}")
+        raise ConfigError(f"{where}: must be a table, not {_kind(table)}")
     unknown = sorted(set(table) - set(KEYS) - set(subtables))
     if unknown:
-        raise SharewheelError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted((*KEYS, *subtables)))})")
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted((*KEYS, *subtables)))})")
     base = path.parent
     lists = {key: _strings(table[key], f"{where} {key}") for key in _LISTS if key in table}
     abi: dict[str, AbiPolicy] | None = None
     if "abi" in table:
         if not isinstance(table["abi"], dict):
-            raise SharewheelError(f"{where} abi: must be a table of provider = policy, not {_kind(table['abi'])}")
+            raise ConfigError(f"{where} abi: must be a table of provider = policy, not {_kind(table['abi'])}")
         abi = {}
         for provider, policy in table["abi"].items():
             here = f"{path}: {name[:-1]}.abi] {provider}"
             if not isinstance(policy, str):
-                raise SharewheelError(f"{here}: must be a string, not {_kind(policy)}")
+                raise ConfigError(f"{here}: must be a string, not {_kind(policy)}")
             _add_override(abi, provider, policy, here)
     return Settings(
         providers=tuple(_config_provider(p, base, f"{where} providers") for p in lists["providers"])
@@ -177,7 +177,7 @@ def from_environment(environ: Mapping[str, str]) -> Settings:
         for entry in entries:
             name, equals, policy = entry.partition("=")
             if not equals or not name.strip() or not policy.strip():
-                raise SharewheelError(f"{ENV_PREFIX}ABI: {entry!r} is not NAME=POLICY (e.g. acme-native=minor)")
+                raise ConfigError(f"{ENV_PREFIX}ABI: {entry!r} is not NAME=POLICY (e.g. acme-native=minor)")
             _add_override(abi, name.strip(), policy.strip(), f"{ENV_PREFIX}ABI {name.strip()}")
     providers, plugins, exclude = items("providers"), items("plugins"), items("exclude")
     return Settings(
@@ -196,21 +196,21 @@ def abi_flags(values: tuple[str, ...]) -> dict[str, AbiPolicy] | None:
     for value in values:
         name, equals, policy = value.partition("=")
         if not equals or not name.strip() or not policy.strip():
-            raise SharewheelError(f"--abi {value}: expected NAME=POLICY (e.g. acme-native=minor)")
+            raise ConfigError(f"--abi {value}: expected NAME=POLICY (e.g. acme-native=minor)")
         _add_override(abi, name.strip(), policy.strip(), f"--abi {name.strip()}")
     return abi
 
 
 def _add_override(abi: dict[str, AbiPolicy], name: str, policy: str, where: str) -> None:
     if not _NAME.match(name):
-        raise SharewheelError(f"{where}: {name!r} is not a distribution name")
+        raise ConfigError(f"{where}: {name!r} is not a distribution name")
     key = canonicalize_name(name)
     if key in abi:
-        raise SharewheelError(f"{where}: {key} is given twice")
+        raise ConfigError(f"{where}: {key} is given twice")
     try:
         abi[key] = AbiPolicy.parse(policy)
     except SharewheelError as e:
-        raise SharewheelError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _config_provider(text: str, base: Path, where: str) -> Path | str:
@@ -220,16 +220,16 @@ def _config_provider(text: str, base: Path, where: str) -> Path | str:
         return path
     if _NAME.match(text):
         return text
-    raise SharewheelError(f"{where}: {text}: no such file or directory ({path})")
+    raise ConfigError(f"{where}: {text}: no such file or directory ({path})")
 
 
 def _strings(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         bad = value if not isinstance(value, list) else next(v for v in value if not isinstance(v, str))
         what = _kind(value) if not isinstance(value, list) else f"a list holding {_kind(bad)} {bad!r}"
-        raise SharewheelError(f"{where}: must be a list of strings, not {what}")
+        raise ConfigError(f"{where}: must be a list of strings, not {what}")
     if any(not v.strip() for v in value):
-        raise SharewheelError(f"{where}: an empty string is neither a path nor a name")
+        raise ConfigError(f"{where}: an empty string is neither a path nor a name")
     return value
 
 

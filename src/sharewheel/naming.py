@@ -39,6 +39,14 @@ def library_stem(filename: str) -> str:
     return re.sub(rf"{UNIQUE_MARK}[0-9a-f]{{8}}$", "", stem)
 
 
+def library_family(filename: str) -> str:
+    """What copies of one library share across tools, versions and OSes: its stem (the one rule
+    above), lower-cased, without the version a Windows build appends (`libgfortran` for
+    libgfortran.so.5, libgfortran.5.dylib and libgfortran-5.dll). Callers pass a vendored copy's
+    original name (sharewheel.vendored undoes the tools' renaming)."""
+    return re.sub(r"-\d+$", "", library_stem(filename)).lower()
+
+
 def unique_name(distribution: str, series: str, original: str) -> str:
     """The name a provided library gets, e.g. ``libacme-sw1a2b3c4d.so`` for ``libacme.so.3``."""
     stem = library_stem(original)

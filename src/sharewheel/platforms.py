@@ -58,3 +58,16 @@ def keys_of(tags: list[str], needed: Iterable[str] = ()) -> set[PlatformKey]:
         for arch in _FAT_ARCHS.get(key.arch, (key.arch,)) if key.os == "macos" else (key.arch,):
             keys.add(PlatformKey(key.os, arch))
     return keys
+
+
+def systems(tags: list[str] | tuple[str, ...]) -> set[str]:
+    """The operating systems platform tags name — linux (glibc or musl), macos, windows — the one
+    mapping from tags to an OS: which adapter repairs a wheel, which [tool.sharewheel.<os>] table
+    applies, which libraries of a plugin's wheel are the provided ones."""
+    return {"linux" if key.os == "musllinux" else key.os for key in keys_of(list(tags))}
+
+
+def system_of(tags: list[str] | tuple[str, ...]) -> str | None:
+    """The one OS the tags name, None if they name none or several."""
+    found = systems(tags)
+    return found.pop() if len(found) == 1 else None

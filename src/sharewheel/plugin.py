@@ -28,12 +28,12 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 
 from sharewheel.abi import AbiPolicy
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import ProviderError, SharewheelError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,7 +41,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENTRY_POINT_GROUP = "sharewheel.plugins"
-LOAD_KINDS = ("import", "preload", "pkgconfig-initpy")
+PluginLoad = Literal["import", "preload", "pkgconfig-initpy"]
+LOAD_KINDS: tuple[PluginLoad, ...] = ("import", "preload", "pkgconfig-initpy")
 OSES = ("linux", "macos", "windows")
 _KEYS = {"name", "description", "distributions", "abi", "load", "module", "version-regex", "libraries"}
 
@@ -52,7 +53,7 @@ class Plugin:
     distributions: tuple[str, ...]
     libraries: Mapping[str, tuple[str, ...]]  # OS → wheel-path globs
     abi: str
-    load: str
+    load: PluginLoad
     origin: str  # where the plugin was defined, for messages
     module: str | None = None
     version_regex: str | None = None
@@ -62,53 +63,53 @@ class Plugin:
     def from_mapping(cls, data: Mapping[str, Any], origin: str) -> Plugin:
         """A validated plugin; every mistake is one error naming the plugin and the key."""
         if not isinstance(data, Mapping):
-            raise SharewheelError(f"plugin {origin}: expected a table of keys, got {type(data).__name__}")
+            raise ProviderError(f"plugin {origin}: expected a table of keys, got {type(data).__name__}")
         label = f"plugin {data.get('name')!r} ({origin})" if isinstance(data.get("name"), str) else f"plugin {origin}"
         unknown = sorted(set(data) - _KEYS)
         if unknown:
-            raise SharewheelError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+            raise ProviderError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
         for key in ("name", "distributions", "abi", "load", "libraries"):
             if key not in data:
-                raise SharewheelError(f"{label}: missing key {key!r}")
+                raise ProviderError(f"{label}: missing key {key!r}")
 
         def strings(key: str, value: Any) -> tuple[str, ...]:
             if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value \
                     or not all(isinstance(v, str) and v for v in value):
-                raise SharewheelError(f"{label}: {key} must be a non-empty list of strings")
+                raise ProviderError(f"{label}: {key} must be a non-empty list of strings")
             return tuple(value)
 
         for key in ("name", "abi", "load", "module", "version-regex", "description"):
             if key in data and not isinstance(data[key], str):
-                raise SharewheelError(f"{label}: {key} must be a string")
+                raise ProviderError(f"{label}: {key} must be a string")
         if data["load"] not in LOAD_KINDS:
-            raise SharewheelError(f"{label}: load must be one of {', '.join(LOAD_KINDS)}, not {data['load']!r}")
+            raise ProviderError(f"{label}: load must be one of {', '.join(LOAD_KINDS)}, not {data['load']!r}")
         try:
             AbiPolicy.parse(data["abi"])
         except SharewheelError as e:
-            raise SharewheelError(f"{label}: abi: {e}") from None
+            raise ProviderError(f"{label}: abi: {e}") from None
         module = data.get("module")
         if module is not None and not all(part.isidentifier() for part in module.split(".")):
-            raise SharewheelError(f"{label}: module {module!r} is not a Python module name")
+            raise ProviderError(f"{label}: module {module!r} is not a Python module name")
         if module is not None and data["load"] != "import":
-            raise SharewheelError(f"{label}: module is only used with load = \"import\"")
+            raise ProviderError(f"{label}: module is only used with load = \"import\"")
         regex = data.get("version-regex")
         if regex is not None:
             try:
                 if re.compile(regex.encode()).groups != 1:
-                    raise SharewheelError(f"{label}: version-regex must have exactly one group (the version)")
+                    raise ProviderError(f"{label}: version-regex must have exactly one group (the version)")
             except re.error as e:
-                raise SharewheelError(f"{label}: version-regex: {e}") from None
+                raise ProviderError(f"{label}: version-regex: {e}") from None
         libraries = data["libraries"]
         if not isinstance(libraries, Mapping) or not libraries:
-            raise SharewheelError(f"{label}: libraries must be a table of OS = [globs]")
+            raise ProviderError(f"{label}: libraries must be a table of OS = [globs]")
         for os_name in libraries:
             if os_name not in OSES:
-                raise SharewheelError(f"{label}: libraries: unknown OS {os_name!r} (use {', '.join(OSES)})")
+                raise ProviderError(f"{label}: libraries: unknown OS {os_name!r} (use {', '.join(OSES)})")
         globs = {os_name: strings(f"libraries.{os_name}", value) for os_name, value in libraries.items()}
         for os_name, patterns in globs.items():
             for pattern in patterns:
                 if pattern.startswith("/") or ".." in pattern.split("/") or "\\" in pattern:
-                    raise SharewheelError(f"{label}: libraries.{os_name}: {pattern!r} is not a relative wheel path")
+                    raise ProviderError(f"{label}: libraries.{os_name}: {pattern!r} is not a relative wheel path")
         return cls(
             name=data["name"],
             distributions=tuple(canonicalize_name(d) if "*" not in d else d.lower()
@@ -127,9 +128,9 @@ class Plugin:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
-            raise SharewheelError(f"--plugin {path}: cannot read it ({e.strerror or e})") from None
+            raise ProviderError(f"--plugin {path}: cannot read it ({e.strerror or e})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise SharewheelError(f"plugin file {path}: invalid TOML ({e})") from None
+            raise ProviderError(f"plugin file {path}: invalid TOML ({e})") from None
         return cls.from_mapping(data, str(path))
 
     def matches(self, distribution: str) -> bool:
@@ -238,7 +239,7 @@ def _entry_point_and_shipped_plugins() -> list[Plugin]:
         try:
             value = entry_point.load()
         except Exception as e:  # noqa: BLE001 - third-party code: any failure is that plugin's
-            raise SharewheelError(f"plugin {where}: cannot load it ({type(e).__name__}: {e})") from None
+            raise ProviderError(f"plugin {where}: cannot load it ({type(e).__name__}: {e})") from None
         if isinstance(value, Plugin):
             plugins.append(value)
         else:

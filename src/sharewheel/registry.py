@@ -29,14 +29,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from sharewheel import loader_template
 from sharewheel.abi import AbiPolicy, narrow, parse_version
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import ProviderError, SharewheelError
+from sharewheel.files import run_dir
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import library_key
-from sharewheel.platforms import PlatformKey, keys_of
+from sharewheel.platforms import PlatformKey, keys_of, system_of
 from sharewheel.plugin import LazyPlugins, Plugin, plugin_for
-from sharewheel.wheelfile import InputWheel, run_dir
+from sharewheel.runtime import Requirement as RuntimeRequirement
+from sharewheel.runtime import Strategy
+from sharewheel.wheelfile import InputWheel, platform_tags
 
 ENTRY_POINT_GROUP = "sharewheel.providers"
 log = logging.getLogger("registry")
@@ -48,7 +50,7 @@ class Provider:
     origin: str  # a wheel path or an installed location, for messages
     source: Path  # the wheel file, or the sys.path entry it is installed in
     plugin: Plugin | None = None  # set for third-party providers a plugin describes
-    load: str = "provider"  # provider: its load(); import: importing `module` loads it; preload
+    load: Strategy = Strategy.PROVIDER  # its load(); IMPORT: importing `module` loads it; PRELOAD: by path
     module: str | None = None
     needs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)  # unique → provided it needs
     _files: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
@@ -74,22 +76,20 @@ class Provider:
             self._files[library.path] = where
         return self._files[library.path]
 
-    def runtime(self, files: Iterable[str], floor: Version | None = None) -> loader_template.Requirement:
+    def runtime(self, files: Iterable[str], floor: Version | None = None) -> RuntimeRequirement:
         """How the consumer hook loads this provider, for a consumer linked to `files` (unique names)."""
+        strategy = self.load
         linked = sorted(set(files))
         requirement = str(self.requirement(floor))
         paths = {lib.unique_name: lib.path for lib in self.provides.libraries}
         # the directories of the linked files: the binaries' RPATH fallbacks (musl's hook checks them)
         lib_dirs = tuple(sorted({posixpath.dirname(paths[u]) for u in linked if u in paths}))
-        if self.load == "provider":
-            return loader_template.Requirement(
-                self.provides.package, self.distribution, requirement, tuple(linked), lib_dirs=lib_dirs
-            )
-        if self.load == "import":
+        if strategy is Strategy.PROVIDER:
+            return RuntimeRequirement(self.provides.package, self.distribution, requirement, tuple(linked),
+                                      lib_dirs=lib_dirs)
+        if strategy is Strategy.IMPORT:
             assert self.module is not None
-            return loader_template.Requirement(
-                self.module, self.distribution, requirement, tuple(linked), "import", lib_dirs
-            )
+            return RuntimeRequirement(self.module, self.distribution, requirement, tuple(linked), strategy, lib_dirs)
         order: list[str] = []  # preload: the linked files and what they need, dependencies first
 
         def visit(unique: str) -> None:
@@ -103,8 +103,8 @@ class Provider:
         # their dependencies' directories too: the preload checks every file it loads, and in one
         # site-packages the linked files' own RPATHs find those there
         lib_dirs = tuple(sorted({posixpath.dirname(paths[u]) for u in order}))
-        return loader_template.Requirement(
-            self.provides.package, self.distribution, requirement, tuple(paths[u] for u in order), "preload", lib_dirs
+        return RuntimeRequirement(
+            self.provides.package, self.distribution, requirement, tuple(paths[u] for u in order), strategy, lib_dirs
         )
 
     @property
@@ -130,7 +130,7 @@ class Provider:
         # override may exclude releases the provider's policy admits, never admit others
         narrowed = narrow(requirement, self.consumer_abi.requirement(self.distribution, version))
         if not narrowed.specifier.contains(version, prereleases=True):
-            raise SharewheelError(
+            raise ProviderError(
                 f"the ABI override {self.consumer_abi.name!r} for {self.distribution} narrows its policy "
                 f"({requirement.specifier}) to {narrowed.specifier}, which excludes {version}, the release linked to"
             )
@@ -162,7 +162,7 @@ class Registry:
                     if other and canonicalize_name(other.provider.distribution) != canonicalize_name(
                         provider.distribution
                     ):
-                        raise SharewheelError(
+                        raise ProviderError(
                             f"two providers claim {name}: {other.provider.distribution} "
                             f"({other.provider.origin}) and {provider.distribution} ({provider.origin})"
                         )
@@ -239,7 +239,7 @@ def _checked(provider: Provider) -> Provider:
     try:
         provider.policy.specifier(provider.version)
     except SharewheelError as e:
-        raise SharewheelError(f"{provider.origin}: {MANIFEST_NAME}: {e}") from None
+        raise ProviderError(f"{provider.origin}: {MANIFEST_NAME}: {e}") from None
     return provider
 
 
@@ -269,7 +269,7 @@ def read_provider_wheel(path: Path, plugins: Sequence[Plugin] = ()) -> Provider 
         names = set(wheel.zip.namelist())
         for library in manifest.provides.libraries:
             if library.path not in names:
-                raise SharewheelError(f"{path}: the manifest lists {library.path}, which is not in the wheel")
+                raise ProviderError(f"{path}: the manifest lists {library.path}, which is not in the wheel")
         return _checked(Provider(manifest.provides, str(path), path))
 
 
@@ -286,7 +286,7 @@ def _from_paths(paths: Sequence[Path | str], plugins: Sequence[Plugin]) -> Itera
         elif path.is_file():
             provider = read_provider_wheel(path, plugins)
             if provider is None:
-                raise SharewheelError(
+                raise ProviderError(
                     f"{path}: not a native-lib wheel (its dist-info has no {MANIFEST_NAME} that provides a "
                     "library, and no plugin describes it)"
                 )
@@ -294,7 +294,7 @@ def _from_paths(paths: Sequence[Path | str], plugins: Sequence[Plugin]) -> Itera
         elif _DISTRIBUTION_NAME.match(str(given)) and "/" not in str(given):
             yield _installed_by_name(str(given), plugins)
         else:
-            raise SharewheelError(f"--provider {given}: no such file or directory")
+            raise ProviderError(f"--provider {given}: no such file or directory")
 
 
 def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str] | None = None) -> Provider:
@@ -302,13 +302,13 @@ def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str]
     found = list(importlib.metadata.distributions(name=name, path=list(path)) if path is not None
                  else importlib.metadata.distributions(name=name))
     if not found:
-        raise SharewheelError(
+        raise ProviderError(
             f"--provider {name}: no such file, directory or installed distribution "
             "(install it, or give its wheel or a directory of wheels)"
         )
     provider = installed_provider(found[0], plugins)
     if provider is None:
-        raise SharewheelError(
+        raise ProviderError(
             f"--provider {name}: the installed {found[0].metadata['Name']} is not a native-lib provider "
             f"(no {MANIFEST_NAME}, and no plugin describes it)"
         )
@@ -321,8 +321,7 @@ def installed_platforms(dist: importlib.metadata.Distribution) -> list[str]:
         text = dist.read_text("WHEEL") or ""
     except (OSError, UnicodeDecodeError):
         return []
-    tags = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
-    return sorted({p for tag in tags for p in tag.rsplit("-", 1)[-1].split(".")})
+    return platform_tags(text)
 
 
 def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[Plugin]) -> Provider | None:
@@ -361,14 +360,13 @@ def _plugin_provider(
     from sharewheel.adapters import adapter_for
 
     label = f"{origin}: plugin {plugin.name} ({plugin.origin})"
-    systems = {key.os.replace("musllinux", "linux") for key in keys_of(platforms)}
-    if len(systems) != 1:
-        raise SharewheelError(f"{label}: platform tags {', '.join(platforms) or 'none'} name no single OS")
-    [system] = systems
+    system = system_of(platforms)
+    if system is None:
+        raise ProviderError(f"{label}: platform tags {', '.join(platforms) or 'none'} name no single OS")
     paths = plugin.library_paths(system, files)
     if not paths:
         globs = ", ".join(plugin.libraries.get(system, ())) or "none"
-        raise SharewheelError(f"{label}: no file in the wheel matches its {system} libraries ({globs})")
+        raise ProviderError(f"{label}: no file in the wheel matches its {system} libraries ({globs})")
     adapter = adapter_for(platforms, origin)
     policy = plugin.policy
     parsed = parse_version(version, f"{origin}: version")
@@ -376,25 +374,25 @@ def _plugin_provider(
         distribution=distribution, version=version, package=paths[0].split("/")[0], abi=policy.template,
         series=policy.series(parsed), platform=".".join(platforms), libraries=(),
     )
-    provider = Provider(provides, origin, source, plugin=plugin, load="preload")
+    provider = Provider(provides, origin, source, plugin=plugin, load=Strategy.PRELOAD)
     libraries = []
     needs_by_path: dict[str, tuple[str, ...]] = {}
     for path in paths:
         placeholder = ProvidedLibrary(posixpath.basename(path), posixpath.basename(path), path, "")
         described = adapter.describe(provider.file(placeholder))
         if described is None:
-            raise SharewheelError(f"{label}: {path} is not a {adapter.os} shared library")
+            raise ProviderError(f"{label}: {path} is not a {adapter.os} shared library")
         name = posixpath.basename(described.name)
         libraries.append(ProvidedLibrary(name, name, path, ""))
         needs_by_path[path] = tuple(posixpath.basename(n) for n in described.needed)
     names = {lib.unique_name for lib in libraries}
     needs = {lib.unique_name: tuple(n for n in needs_by_path[lib.path] if n in names and n != lib.unique_name)
              for lib in libraries}
-    load, module = "preload", None
+    load, module = Strategy.PRELOAD, None
     if plugin.load == "import":
-        load, module = "import", plugin.module or paths[0].split("/")[0]
+        load, module = Strategy.IMPORT, plugin.module or paths[0].split("/")[0]
     elif plugin.load == "pkgconfig-initpy":
-        load, module = "import", _initpy_module(pc_files, paths, label)
+        load, module = Strategy.IMPORT, _initpy_module(pc_files, paths, label)
     return _checked(Provider(
         replace(provides, libraries=tuple(libraries)), origin, source, plugin=plugin, load=load,
         module=module, needs=needs, _files=provider._files,
@@ -410,10 +408,10 @@ def _initpy_module(pc_files: dict[str, str], libraries: Sequence[str], label: st
             directory = posixpath.dirname(member)
             candidates.append((not libraries[0].startswith(directory + "/"), member, match.group(1)))
     if not candidates:
-        raise SharewheelError(f"{label}: no .pc file in the wheel names its loader (pkgconf_pypi_initpy)")
+        raise ProviderError(f"{label}: no .pc file in the wheel names its loader (pkgconf_pypi_initpy)")
     module = min(candidates)[2]
     if not all(part.isidentifier() for part in module.split(".")):
-        raise SharewheelError(f"{label}: pkgconf_pypi_initpy {module!r} is not a Python module name")
+        raise ProviderError(f"{label}: pkgconf_pypi_initpy {module!r} is not a Python module name")
     return module
 
 
@@ -438,7 +436,7 @@ def _read_installed() -> Iterable[Provider]:
         text = dist.read_text(MANIFEST_NAME)
         where = str(dist.locate_file(""))
         if text is None:
-            raise SharewheelError(f"installed {dist.name} in {where} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
+            raise ProviderError(f"installed {dist.name} in {where} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
         manifest = Manifest.loads(text, f"installed {dist.name} in {where}")
         if manifest.provides is not None:
             yield _checked(Provider(manifest.provides, f"installed {dist.name} in {where}", Path(where)))

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sharewheel.naming import library_family
+
 _AUDITWHEEL = re.compile(r"^(?P<base>[^.]+)-[0-9a-f]{8}(?P<ext>\..+)$")
 _DELVEWHEEL = re.compile(r"^(?P<root>.+)-[0-9a-f]{32}(?P<ext>\.dll)$", re.IGNORECASE)
 _LIBRARY = re.compile(r"\.(so|dylib|dll)(\.|$)", re.IGNORECASE)
@@ -31,7 +33,8 @@ class VendoredCopy:
 
     @property
     def stem(self) -> str:
-        return library_stem(self.name)
+        """What copies of one library share across tools and versions (see naming.library_family)."""
+        return library_family(original_names(self.name)[-1])
 
 
 def is_vendored_path(path: str) -> bool:
@@ -59,17 +62,6 @@ def original_names(filename: str) -> list[str]:
         current = current.rsplit(".", 1)[0]
         names.append(current)
     return list(dict.fromkeys(names))
-
-
-def library_stem(filename: str) -> str:
-    """What copies of one library share across tools and versions: `libgfortran` for
-    libgfortran-040039e1-0352e75f.so.5.0.0, libgfortran.5.dylib and libgfortran-5.dll."""
-    name = original_names(filename)[-1]
-    base = _LIBRARY.split(name, maxsplit=1)[0]
-    base = re.sub(r"(\.\d+)+$", "", base)  # libgfortran.5(.dylib)
-    base = re.sub(r"-\d+$", "", base)  # libgfortran-5(.dll)
-    base = re.sub(r"-sw[0-9a-f]{8}$", "", base)  # sharewheel's unique names
-    return base.lower()
 
 
 def vendored_copies(files: Iterable[tuple[str, int]]) -> list[VendoredCopy]:

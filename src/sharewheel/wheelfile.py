@@ -20,7 +20,6 @@ import os
 import shutil
 import stat
 import struct
-import tempfile
 import threading
 import time
 import zipfile
@@ -40,7 +39,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import ConfigError, InputWheelError
+from sharewheel.files import digest_of, replacing
 
 #: What zipfile raises for damaged entries (bad CRC, bad deflate data, sizes that lie).
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, RuntimeError, NotImplementedError)
@@ -59,7 +59,7 @@ def max_unpacked_size() -> int:
     try:
         return int(value)
     except ValueError:
-        raise SharewheelError(f"SHAREWHEEL_MAX_UNPACKED_SIZE={value!r} is not a number of bytes") from None
+        raise ConfigError(f"SHAREWHEEL_MAX_UNPACKED_SIZE={value!r} is not a number of bytes") from None
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class WheelName:
         try:
             _, version, build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as e:
-            raise SharewheelError(f"{filename}: not a wheel file name ({e})") from None
+            raise InputWheelError(f"{filename}: not a wheel file name ({e})") from None
         build_text = "".join(str(part) for part in build) if build else ""
         return cls(filename.split("-")[0], str(version), build_text, frozenset(tags))
 
@@ -102,6 +102,16 @@ class WheelName:
     @property
     def dist_info(self) -> str:
         return f"{self.distribution}-{self.version}.dist-info"
+
+
+def wheel_tags(wheel_text: str) -> list[str]:
+    """The `Tag:` lines of a WHEEL file (an email-header file), stripped: the one reader of them."""
+    return [line.strip() for line in email.parser.Parser().parsestr(wheel_text).get_all("Tag") or []]
+
+
+def platform_tags(wheel_text: str) -> list[str]:
+    """The platform tags a WHEEL file's Tag lines name, sorted."""
+    return sorted({p for tag in wheel_tags(wheel_text) for p in tag.rsplit("-", 1)[-1].split(".")})
 
 
 def _unsafe_name_reason(name: str) -> str | None:
@@ -137,12 +147,12 @@ class InputWheel:
     @contextmanager
     def open(cls, path: Path, *, check_record: bool = True) -> Iterator[InputWheel]:
         if not path.is_file():
-            raise SharewheelError(f"{path}: no such file")
+            raise InputWheelError(f"{path}: no such file")
         name = WheelName.parse(path.name)
         try:
             zf = zipfile.ZipFile(path)
         except (*_ZIP_ERRORS, UnicodeDecodeError) as e:  # also undecodable names, unknown zip versions
-            raise SharewheelError(f"{path}: not a zip file sharewheel can read ({e})") from None
+            raise InputWheelError(f"{path}: not a zip file sharewheel can read ({e})") from None
         try:
             wheel = cls(path, name, zf, cls._check_entries(path, zf, name))
             wheel._check_dist_info()
@@ -162,32 +172,32 @@ class InputWheel:
         try:
             infos = zf.infolist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            raise SharewheelError(f"{path}: unreadable zip directory ({e})") from None
+            raise InputWheelError(f"{path}: unreadable zip directory ({e})") from None
         for info in infos:
             reason = _unsafe_name_reason(info.filename)
             if reason:
-                raise SharewheelError(f"{path}: entry {info.filename!r} {reason}")
+                raise InputWheelError(f"{path}: entry {info.filename!r} {reason}")
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise SharewheelError(f"{path}: entry {info.filename!r} is a symbolic link")
+                raise InputWheelError(f"{path}: entry {info.filename!r} is a symbolic link")
             if info.flag_bits & 0x1:
-                raise SharewheelError(f"{path}: entry {info.filename!r} is encrypted")
+                raise InputWheelError(f"{path}: entry {info.filename!r} is encrypted")
             if info.compress_type not in _COMPRESSIONS:
-                raise SharewheelError(f"{path}: entry {info.filename!r} uses unknown compression method {info.compress_type}")
+                raise InputWheelError(f"{path}: entry {info.filename!r} uses unknown compression method {info.compress_type}")
             key = info.filename.rstrip("/").lower()
             parents = {str(p) for p in PurePosixPath(key).parents}
             if parents & files or (not info.is_dir() and key in directories):
-                raise SharewheelError(f"{path}: entry {info.filename!r} and another entry are a file and a directory of one name")
+                raise InputWheelError(f"{path}: entry {info.filename!r} and another entry are a file and a directory of one name")
             directories |= parents
             if not info.is_dir():
                 files.add(key)
             if key in seen:
                 other = seen[key]
                 what = "is duplicated" if other == info.filename else f"differs only in case from {other!r}"
-                raise SharewheelError(f"{path}: entry {info.filename!r} {what}")
+                raise InputWheelError(f"{path}: entry {info.filename!r} {what}")
             seen[key] = info.filename
             total += info.file_size
             if total > limit:
-                raise SharewheelError(
+                raise InputWheelError(
                     f"{path}: unpacks to more than {limit} bytes (raise SHAREWHEEL_MAX_UNPACKED_SIZE to allow it)"
                 )
         top_dist_infos = {
@@ -195,11 +205,11 @@ class InputWheel:
         }
         if len(top_dist_infos) != 1:
             found = ", ".join(sorted(top_dist_infos)) or "none"
-            raise SharewheelError(f"{path}: not a wheel: expected one .dist-info directory, found {found}")
+            raise InputWheelError(f"{path}: not a wheel: expected one .dist-info directory, found {found}")
         dist_info = top_dist_infos.pop()
         dist, _, version = dist_info[: -len(".dist-info")].partition("-")
         if canonicalize_name(dist) != canonicalize_name(name.distribution) or version != name.version:
-            raise SharewheelError(f"{path}: {dist_info} does not match the file name")
+            raise InputWheelError(f"{path}: {dist_info} does not match the file name")
         return dist_info
 
     def _check_dist_info(self) -> None:
@@ -208,34 +218,34 @@ class InputWheel:
         wheel_version = (headers.get("Wheel-Version") or "").strip()
         major = wheel_version.split(".")[0]
         if not wheel_version:
-            raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
+            raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
         if not major.isdigit() or not all(p.isdigit() for p in wheel_version.split(".")) or int(major) != 1:
-            raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {wheel_version!r}; only 1.x wheels can be read")
+            raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {wheel_version!r}; only 1.x wheels can be read")
         declared: set[Tag] = set()
-        for line in headers.get_all("Tag") or []:
+        for line in wheel_tags(wheel_text):
             try:
-                declared |= parse_tag(line.strip())
+                declared |= parse_tag(line)
             except InvalidTag:
-                raise SharewheelError(f"{self.path}: {self.dist_info}/WHEEL has a malformed Tag line {line.strip()!r}") from None
+                raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has a malformed Tag line {line!r}") from None
         if declared != set(self.name.tags):
             in_file = ", ".join(sorted(str(t) for t in declared)) or "none"
-            raise SharewheelError(
+            raise InputWheelError(
                 f"{self.path}: the file name's tags disagree with the WHEEL file's Tag lines ({in_file})"
             )
-        metadata = email.parser.Parser().parsestr(
-            self.read_text(f"{self.dist_info}/METADATA")
-        )
-        meta_name = metadata.get("Name")
+        from packaging.metadata import parse_email
+
+        raw, _ = parse_email(self.read_text(f"{self.dist_info}/METADATA"))  # packaging's reading of METADATA
+        meta_name = raw.get("name")
         self.project_name = (meta_name or "").strip() or self.name.distribution  # as its author spells it
         if not meta_name or canonicalize_name(meta_name) != canonicalize_name(self.name.distribution):
-            raise SharewheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
-        meta_version = (metadata.get("Version") or "").strip()
+            raise InputWheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
+        meta_version = (raw.get("version") or "").strip()
         try:
             same = Version(meta_version) == Version(self.name.version)
         except InvalidVersion:
             same = False
         if not same:
-            raise SharewheelError(f"{self.path}: METADATA Version {meta_version!r} does not match the file name")
+            raise InputWheelError(f"{self.path}: METADATA Version {meta_version!r} does not match the file name")
 
     def check_record(self) -> None:
         """RECORD's rows, names and sizes (hashes are checked as entries are read)."""
@@ -251,55 +261,54 @@ class InputWheel:
         except (ValueError, InstallerError, InvalidRecordEntry) as e:  # one error listing every issue
             issues = getattr(e, "issues", None) or [str(e)]
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-            raise SharewheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
+            raise InputWheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
         self._rows = self._record_rows()
         self._record = {name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._rows.items()}
         missing = sorted(set(self._record) - set(self.zip.namelist()))
         if missing:
-            raise SharewheelError(f"{self.path}: RECORD lists {missing[0]}, which is not in the wheel")
+            raise InputWheelError(f"{self.path}: RECORD lists {missing[0]}, which is not in the wheel")
         for info in self.zip.infolist():
             entry = self._record.get(info.filename)
             if entry is not None and entry.size is not None and entry.size != info.file_size:
-                raise SharewheelError(
+                raise InputWheelError(
                     f"{self.path}: RECORD does not match the wheel: {info.filename} is {info.file_size} bytes, "
                     f"RECORD says {entry.size}"
                 )
 
-    def _digest(self, name: str) -> Any:
-        """A hash object of the algorithm RECORD uses for `name`."""
+    def _algorithm(self, name: str) -> str:
+        """The hash RECORD uses for `name` (sha256 for a row without one: nothing to compare)."""
         entry = self._record.get(name)
         algorithm = entry.hash_.name if entry is not None and entry.hash_ is not None else "sha256"
-        try:
-            return hashlib.new(algorithm)
-        except ValueError:
-            raise SharewheelError(f"{self.path}: RECORD uses the unknown hash {algorithm} for {name}") from None
+        if algorithm not in hashlib.algorithms_available:
+            raise InputWheelError(f"{self.path}: RECORD uses the unknown hash {algorithm} for {name}")
+        return algorithm
 
-    def _verified(self, name: str, digest: Any) -> None:
+    def _verified(self, name: str, value: str) -> None:
         """Content hashes are checked for every entry sharewheel unpacks or reads, as it streams
-        them; entries copied unchanged keep their RECORD rows, for pip to check at install."""
+        them (installer's copy-with-hashing), and for entries copied unchanged on a thread of
+        their own (see Unchanged)."""
         entry = self._record.get(name)
-        if entry is None or entry.hash_ is None:
-            return
-        if base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() != entry.hash_.value:
-            raise SharewheelError(f"{self.path}: RECORD does not match the wheel: the hash of {name} differs")
+        if entry is not None and entry.hash_ is not None and value != entry.hash_.value:
+            raise InputWheelError(f"{self.path}: RECORD does not match the wheel: the hash of {name} differs")
 
     def read(self, member: str) -> bytes:
+        from installer.utils import copyfileobj_with_hashing
+
         try:
             data = self.zip.read(member)
-            digest = self._digest(member)
-            digest.update(data)
-            self._verified(member, digest)
+            value, _ = copyfileobj_with_hashing(io.BytesIO(data), io.BytesIO(), self._algorithm(member))
+            self._verified(member, value)
             return data
         except KeyError:
-            raise SharewheelError(f"{self.path}: no {member} in the wheel") from None
+            raise InputWheelError(f"{self.path}: no {member} in the wheel") from None
         except _ZIP_ERRORS as e:
-            raise SharewheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
+            raise InputWheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
 
     def read_text(self, member: str) -> str:
         try:
             return self.read(member).decode("utf-8")
         except UnicodeDecodeError:
-            raise SharewheelError(f"{self.path}: {member} is not UTF-8 text") from None
+            raise InputWheelError(f"{self.path}: {member} is not UTF-8 text") from None
 
     @property
     def platforms(self) -> list[str]:
@@ -361,16 +370,14 @@ class InputWheel:
 
     def _extract_entry(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget) -> tuple[int, ...]:
         """Inflate one entry to `target`, checking its RECORD hash as it streams; its stamp."""
-        digest = self._digest(info.filename)
+        from installer.utils import copyfileobj_with_hashing
+
         try:
             with zf.open(info) as src, open(target, "wb") as out:
-                while chunk := src.read(_CHUNK):
-                    budget.spend(len(chunk))
-                    digest.update(chunk)
-                    out.write(chunk)
+                value, _ = copyfileobj_with_hashing(src, budget.writer(out), self._algorithm(info.filename))
         except _ZIP_ERRORS as e:
-            raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
-        self._verified(info.filename, digest)
+            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+        self._verified(info.filename, value)
         mode = (info.external_attr >> 16) & 0o777
         target.chmod(0o755 if mode & 0o111 else 0o644)
         return _stamp(target)
@@ -381,7 +388,7 @@ class InputWheel:
         try:
             text = self.zip.read(f"{self.dist_info}/RECORD").decode("utf-8")
         except (KeyError, UnicodeDecodeError, *_ZIP_ERRORS) as e:
-            raise SharewheelError(f"{self.path}: unreadable RECORD ({e})") from None
+            raise InputWheelError(f"{self.path}: unreadable RECORD ({e})") from None
         return {path: (digest, size) for path, digest, size in parse_record_file(text.splitlines())}
 
     def starts_with(self, info: zipfile.ZipInfo, prefixes: tuple[bytes, ...]) -> bool:
@@ -390,7 +397,7 @@ class InputWheel:
             with self.zip.open(info) as f:
                 return f.read(8).startswith(prefixes)
         except _ZIP_ERRORS as e:
-            raise SharewheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
 
 
 _PARALLEL_MIN = 1 << 20  # entries this large are inflated on a thread pool
@@ -406,7 +413,18 @@ class _Budget:
         with self._lock:
             self._left -= size
             if self._left < 0:
-                raise SharewheelError(f"{self._wheel}: unpacks to more than allowed")
+                raise InputWheelError(f"{self._wheel}: unpacks to more than allowed")
+
+    def writer(self, out: Any) -> Any:
+        """`out`, spending from the budget before each write."""
+        budget = self
+
+        class _Writer:
+            def write(self, data: bytes) -> int:
+                budget.spend(len(data))
+                return out.write(data)
+
+        return _Writer()
 
 
 def _stamp(path: Path) -> tuple[int, ...]:
@@ -416,14 +434,12 @@ def _stamp(path: Path) -> tuple[int, ...]:
     return stat_result.st_size, stat_result.st_ino, stat_result.st_mtime_ns, stat_result.st_ctime_ns
 
 
-def _record_hash(data_path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(data_path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), size
+def _record_entry(name: str, data_path: Path) -> Any:
+    """installer's RecordEntry for a file of the tree: its sha256 and size."""
+    from installer.records import Hash, RecordEntry
+
+    digest, size = digest_of(data_path)
+    return RecordEntry(name, Hash("sha256", base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()), size)
 
 
 def _canonical_order(names: Iterable[str], dist_info: str) -> list[str]:
@@ -440,7 +456,7 @@ def _timestamp() -> tuple[int, int, int, int, int, int]:
     try:
         seconds = int(epoch) if epoch else int(time.time())
     except ValueError:
-        raise SharewheelError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
+        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
     seconds = max(seconds, 315532800)  # zip cannot store dates before 1980
     return time.gmtime(seconds)[:6]
 
@@ -459,52 +475,43 @@ def write_wheel(
     """
     for path in tree.rglob("*"):
         if path.is_symlink():
-            raise SharewheelError(f"{path.relative_to(tree)}: a wheel cannot hold a symbolic link")
+            raise InputWheelError(f"{path.relative_to(tree)}: a wheel cannot hold a symbolic link")
     files = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
     copied = {} if unchanged is None else unchanged.to_copy(tree, files, f"{dist_info}/RECORD")
+    from installer.records import RecordEntry
+
     names = _canonical_order(files | set(copied), dist_info)
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     for name in names[:-1]:
         row = unchanged.record.get(name) if name in copied and unchanged else None
-        writer.writerow((name, *(row if row and row[0] else _record_hash(tree / name))))
-    writer.writerow((names[-1], "", ""))
+        entry = RecordEntry.from_elements(name, *row) if row and row[0] else _record_entry(name, tree / name)
+        writer.writerow(entry.to_row())
+    writer.writerow(RecordEntry(names[-1], None, None).to_row())
     (tree / names[-1]).write_text(rows.getvalue(), encoding="utf-8")
 
     date_time = _timestamp()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{TMP_MARK}{os.getpid()}", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
-            for name in names:
-                if name in copied:
-                    assert unchanged is not None
-                    _copy_raw(unchanged.zip, copied[name], zf, date_time)
+    check = None if unchanged is None else unchanged.wait_check  # nothing is committed from an input whose RECORD lies
+    with replacing(out_path, before_commit=check) as raw, zipfile.ZipFile(raw, "w") as zf:
+        for name in names:
+            if name in copied:
+                assert unchanged is not None
+                _copy_raw(unchanged.zip, copied[name], zf, date_time)
+                if progress is not None:
+                    progress(copied[name].compress_size)
+                continue
+            source = tree / name
+            info = zipfile.ZipInfo(name, date_time)
+            executable = source.stat().st_mode & 0o111
+            info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            big = source.stat().st_size >= zipfile.ZIP64_LIMIT
+            with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
+                while chunk := src.read(_CHUNK):
+                    dst.write(chunk)
                     if progress is not None:
-                        progress(copied[name].compress_size)
-                    continue
-                source = tree / name
-                info = zipfile.ZipInfo(name, date_time)
-                executable = source.stat().st_mode & 0o111
-                info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-                big = source.stat().st_size >= zipfile.ZIP64_LIMIT
-                with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
-                    while chunk := src.read(_CHUNK):
-                        dst.write(chunk)
-                        if progress is not None:
-                            progress(len(chunk))
-            zf.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp_name, 0o644)
-        if unchanged is not None:
-            unchanged.wait_check()  # nothing is committed from an input whose RECORD lies
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+                        progress(len(chunk))
     return out_path
 
 
@@ -518,85 +525,9 @@ def bytes_to_write(tree: Path, unchanged: Unchanged | None, dist_info: str) -> i
 def copy_wheel(source: Path, out_path: Path, *, check: Callable[[], None] | None = None) -> Path:
     """Copy `source` to `out_path` byte for byte, appearing whole or not at all as write_wheel's
     output does; `check` (the input's RECORD check) must pass before the copy is renamed into place."""
-    remove_stale_temporaries(out_path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=f"{TMP_MARK}{os.getpid()}", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, 0o644)
-        if check is not None:
-            check()
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with replacing(out_path, before_commit=check) as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, _CHUNK)
     return out_path
-
-
-TMP_MARK = ".sharewheel-tmp-"
-
-
-def remove_stale_temporaries(directory: Path, pattern: str = f".*{TMP_MARK}*") -> None:
-    """Temporary files and directories of runs that were killed (their pid is gone) are removed."""
-    for path in directory.glob(pattern):
-        pid = path.name.rsplit(TMP_MARK, 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-
-@contextmanager
-def work_dir() -> Iterator[Path]:
-    """A temporary directory named with this process's pid; those of killed runs go first."""
-    base = _system_tempdir()
-    remove_stale_temporaries(Path(base), f"sharewheel-*{TMP_MARK}*")
-    with tempfile.TemporaryDirectory(prefix="sharewheel-", suffix=f"{TMP_MARK}{os.getpid()}", dir=base) as tmp:
-        outer, tempfile.tempdir = tempfile.tempdir, tmp  # the OS tools' own temporaries go in here too
-        try:
-            yield Path(tmp)
-        finally:
-            tempfile.tempdir = outer
-
-
-_SYSTEM_TEMPDIR: str | None = None
-_RUN_DIR: tuple[int, Path] | None = None  # (pid of its maker, directory)
-
-
-def _system_tempdir() -> str:
-    """The temporary directory of the system (TMPDIR), not a work directory set as tempfile's."""
-    global _SYSTEM_TEMPDIR
-    if _SYSTEM_TEMPDIR is None:
-        _SYSTEM_TEMPDIR = tempfile.gettempdir()
-    return _SYSTEM_TEMPDIR
-
-
-def run_dir() -> Path:
-    """A directory for this process's whole run, removed when it exits (or, if it is killed, by
-    the next run): files that serve many wheels — a provider's library unpacked to read its
-    symbols — are unpacked there once."""
-    global _RUN_DIR
-    if _RUN_DIR is None:  # (a forked worker uses its parent's, which the parent removes)
-        import atexit
-
-        directory = Path(tempfile.mkdtemp(prefix="sharewheel-run-", suffix=f"{TMP_MARK}{os.getpid()}",
-                                          dir=_system_tempdir()))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        _RUN_DIR = (os.getpid(), directory)
-    return _RUN_DIR[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -635,22 +566,24 @@ class Unchanged:
             self._check.result()
 
     def _verify(self) -> None:
+        from installer.records import InvalidRecordEntry, RecordEntry
+
         where = str(self.zip.filename)
         with zipfile.ZipFile(where) as zf:
             for name, info in self.entries.items():
                 row = self.record.get(name)
                 if not row or not row[0]:
                     continue
-                algorithm, _, expected = row[0].partition("=")
-                digest = hashlib.new(algorithm)
                 try:
+                    entry = RecordEntry.from_elements(name, row[0], row[1])
                     with zf.open(info) as src:
-                        while chunk := src.read(_CHUNK):
-                            digest.update(chunk)
+                        valid = entry.validate_stream(src)
                 except _ZIP_ERRORS as e:
-                    raise SharewheelError(f"{where}: entry {name} is corrupt ({e})") from None
-                if base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode() != expected:
-                    raise SharewheelError(f"{where}: RECORD does not match the wheel: the hash of {name} differs")
+                    raise InputWheelError(f"{where}: entry {name} is corrupt ({e})") from None
+                except InvalidRecordEntry as e:
+                    raise InputWheelError(f"{where}: RECORD's row for {name} is invalid ({e})") from None
+                if not valid:
+                    raise InputWheelError(f"{where}: RECORD does not match the wheel: the hash of {name} differs")
 
 
 def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile,
@@ -665,7 +598,7 @@ def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.Zi
     fp.seek(info.header_offset)
     header = fp.read(30)
     if header[:4] != b"PK\x03\x04":
-        raise SharewheelError(f"{source.filename}: entry {info.filename} has a corrupt local header")
+        raise InputWheelError(f"{source.filename}: entry {info.filename} has a corrupt local header")
     name_length, extra_length = struct.unpack("<HH", header[26:30])
     fp.seek(info.header_offset + 30 + name_length + extra_length)
     copy = zipfile.ZipInfo(info.filename, date_time)
@@ -681,7 +614,7 @@ def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.Zi
     while remaining:
         chunk = fp.read(min(_CHUNK, remaining))
         if not chunk:
-            raise SharewheelError(f"{source.filename}: entry {info.filename} is truncated")
+            raise InputWheelError(f"{source.filename}: entry {info.filename} is truncated")
         target.fp.write(chunk)
         remaining -= len(chunk)
     target.filelist.append(copy)

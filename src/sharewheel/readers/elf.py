@@ -31,7 +31,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError
 from sharewheel.readers import FileCache
 from sharewheel.symbols import SymbolTable
 
@@ -58,7 +58,7 @@ MACHINE_NAMES = {3: "EM_386", 62: "EM_X86_64", 21: "EM_PPC64", 243: "EM_RISCV", 
                  22: "EM_S390", 40: "EM_ARM", 258: "EM_LOONGARCH"}
 
 
-class MalformedElf(SharewheelError):
+class MalformedElf(BinaryError):
     """An ELF file whose structures point outside it or contradict each other."""
 
 
@@ -207,7 +207,7 @@ def _open(path: str) -> _Image:
             else:
                 data = f.read()
     except OSError as e:
-        raise SharewheelError(f"{os.path.basename(path)}: cannot read it ({e.strerror or e})") from None
+        raise BinaryError(f"{os.path.basename(path)}: cannot read it ({e.strerror or e})") from None
     return _Image(path, data)
 
 
@@ -221,7 +221,7 @@ def read(path: str | os.PathLike[str]) -> ElfFile | None:
     try:
         return _read_cached(path)
     except FileNotFoundError as e:
-        raise SharewheelError(f"{os.path.basename(os.fspath(path))}: cannot read it ({e.strerror or e})") from None
+        raise BinaryError(f"{os.path.basename(os.fspath(path))}: cannot read it ({e.strerror or e})") from None
 
 
 def _read_file(name: str) -> ElfFile | None:

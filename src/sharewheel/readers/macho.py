@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError
 from sharewheel.readers import FileCache
 from sharewheel.symbols import SymbolTable
 
@@ -175,9 +175,9 @@ def _answer(path: str | os.PathLike[str], cached: FileCache[T]) -> T:
     try:
         return cached(path)
     except _Malformed as e:
-        raise SharewheelError(f"{Path(path).name}: malformed Mach-O {e.part} ({e})") from None
+        raise BinaryError(f"{Path(path).name}: malformed Mach-O {e.part} ({e})") from None
     except OSError as e:
-        raise SharewheelError(f"{Path(path).name}: cannot read it ({e.strerror})") from None
+        raise BinaryError(f"{Path(path).name}: cannot read it ({e.strerror})") from None
 
 
 def _mapped(path: str) -> mmap.mmap | bytes:

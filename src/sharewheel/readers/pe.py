@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import BinaryError
 from sharewheel.readers import FileCache
 from sharewheel.symbols import SymbolTable
 
@@ -294,11 +294,11 @@ def _read(path: Path, parse: Callable[[_Image], T]) -> T:
             size = os.fstat(f.fileno()).st_size
             data: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except (OSError, ValueError) as e:
-        raise SharewheelError(f"{path.name}: cannot read it ({e})") from None
+        raise BinaryError(f"{path.name}: cannot read it ({e})") from None
     try:
         return parse(_Image(data))
     except _Malformed as e:
-        raise SharewheelError(f"{path.name}: malformed PE file ({e})") from None
+        raise BinaryError(f"{path.name}: malformed PE file ({e})") from None
     finally:
         if isinstance(data, mmap.mmap):
             data.close()
@@ -331,8 +331,8 @@ def _read_symbol_table(name: str) -> SymbolTable:
     symbols = read_symbols(Path(name))
     imports: dict[str | None, set[tuple[str, str | None]]] = {}
     for entry in symbols.imports:
-        for name in entry.names:
-            imports.setdefault(entry.dll, set()).add((name, None))
+        for symbol in entry.names:
+            imports.setdefault(entry.dll, set()).add((symbol, None))
     exported = {f"#{e.ordinal}" for e in symbols.exports} | {e.name for e in symbols.exports if e.name}
     return SymbolTable({k: frozenset(v) for k, v in imports.items()}, {name: frozenset({None}) for name in exported})
 
