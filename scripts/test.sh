@@ -14,16 +14,25 @@ command -v ld64.lld-16 >/dev/null 2>&1 || missing="$missing lld-16"
 command -v llvm-objdump-16 >/dev/null 2>&1 || missing="$missing llvm-16"
 command -v wine >/dev/null 2>&1 || missing="$missing wine wine64"
 command -v musl-gcc >/dev/null 2>&1 || missing="$missing musl-tools"
+say() { echo "scripts/test.sh: $*" >&2; }
+
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    say "installing Debian packages:$missing (a minute or two; wine is the largest)"
+    sh "$root/scripts/apt-get-waiting.sh" update -qq
+    sh "$root/scripts/apt-get-waiting.sh" install -y -qq $missing
   else
-    echo "scripts/test.sh: the tests need these Debian packages:$missing" >&2
+    say "the tests need these Debian packages:$missing"
   fi
 fi
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+fi
+say "installing sharewheel and the test dependencies into $venv (ziglang is about 100 MB)"
 "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[test]"
 cd "$root"
+say "running the tests; the first Windows test builds MinGW's runtime with zig (a few minutes, once per run)"
 # one worker per core (SHAREWHEEL_TEST_JOBS to change it); each test module stays on one worker,
 # so its fixtures are built once; downloads and compiler caches are shared by the workers
 exec "$venv/bin/python" -m pytest -n "${SHAREWHEEL_TEST_JOBS:-auto}" --dist loadfile "$@"
