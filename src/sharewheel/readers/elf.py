@@ -295,28 +295,42 @@ def _version_needs(image: _Image, sections: tuple[Section, ...]) -> tuple[tuple[
     section = next((s for s in sections if s.name == ".gnu.version_r"), None)
     if section is None or section.type != SHT_GNU_VERNEED:
         return ()
-    strings = _linked_strings(image, sections, section)
-    found = []
+    return tuple((file, tuple(name for _, name in versions)) for file, versions in _needs(image, sections, section))
+
+
+def _chain(image: _Image, section: Section, fmt: str) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """The entries of a GNU version section (Elf_Verneed, Elf_Verdef), each `fmt`-shaped with the
+    offset to the next entry last (0 ends the chain): each entry's offset and fields, bounds and
+    cycles checked."""
+    image.check_range(section.offset, section.size, section.name)
     offset, end = section.offset, section.offset + section.size
-    image.check_range(section.offset, section.size, ".gnu.version_r")
-    for _ in range(section.size // 16 + 1):
-        _, count, file, aux, following = image.unpack("HHIII", offset)
+    for _ in range(section.size // struct.calcsize(fmt) + 1):
+        fields = image.unpack(fmt, offset)
+        yield offset, fields
+        if not fields[-1]:
+            return
+        offset += fields[-1]
+        if not section.offset <= offset < end:
+            image.fail(f"{section.name} has an entry outside it")
+    image.fail(f"{section.name}'s entries form a cycle")
+
+
+def _needs(image: _Image, sections: tuple[Section, ...], section: Section) -> list[tuple[str, list[tuple[int, str]]]]:
+    """Each library of a version-needs section with its (version index, version name) pairs."""
+    strings = _linked_strings(image, sections, section)
+    end = section.offset + section.size
+    found = []
+    for offset, (_, count, file, aux, _) in _chain(image, section, "HHIII"):
         versions = []
         entry = offset + aux
         for _ in range(count):
             if not section.offset <= entry < end:
-                image.fail(".gnu.version_r has an entry outside it")
-            _, _, _, name, step = image.unpack("IHHII", entry)
-            versions.append(strings(name))
+                image.fail(f"{section.name} has an entry outside it")
+            _, _, other, name, step = image.unpack("IHHII", entry)
+            versions.append((other & 0x7FFF, strings(name)))
             entry += step
-        found.append((strings(file), tuple(versions)))
-        if not following:
-            return tuple(found)
-        offset += following
-        if not section.offset <= offset < end:
-            image.fail(".gnu.version_r has an entry outside it")
-    image.fail(".gnu.version_r's entries form a cycle")
-    raise AssertionError
+        found.append((strings(file), versions))
+    return found
 
 
 def _linked_strings(image: _Image, sections: tuple[Section, ...], section: Section) -> Callable[[int], str]:
@@ -471,41 +485,18 @@ class _SymbolReader:
                 self._read_verdef(elf, section)
 
     def _read_verneed(self, elf: ElfFile, section: Section) -> None:
-        image, strings = self.image, _linked_strings(self.image, elf.sections, section)
-        image.check_range(section.offset, section.size, section.name)
-        offset, end = section.offset, section.offset + section.size
-        for _ in range(section.size // 16 + 1):
-            _, count, file, aux, following = image.unpack("HHIII", offset)
-            entry = offset + aux
-            for _ in range(count):
-                if not section.offset <= entry < end:
-                    image.fail(f"{section.name} has an entry outside it")
-                _, _, other, name, step = image.unpack("IHHII", entry)
-                self.needed[other & 0x7FFF] = (strings(name), strings(file))
-                entry += step
-            if not following:
-                return
-            offset += following
-            if not section.offset <= offset < end:
-                image.fail(f"{section.name} has an entry outside it")
-        image.fail(f"{section.name}'s entries form a cycle")
+        for file, versions in _needs(self.image, elf.sections, section):
+            for index, name in versions:
+                self.needed[index] = (name, file)
 
     def _read_verdef(self, elf: ElfFile, section: Section) -> None:
         image, strings = self.image, _linked_strings(self.image, elf.sections, section)
-        image.check_range(section.offset, section.size, section.name)
-        offset, end = section.offset, section.offset + section.size
-        for _ in range(section.size // 20 + 1):
-            _, flags, index, count, _, aux, following = image.unpack("HHHHIII", offset)
+        end = section.offset + section.size
+        for offset, (_, flags, index, count, _, aux, _) in _chain(image, section, "HHHHIII"):
             if count and not flags & VER_FLG_BASE:  # the base entry names the file, not a version
                 if not section.offset <= offset + aux < end:
                     image.fail(f"{section.name} has an entry outside it")
                 self.defined[index & 0x7FFF] = strings(image.unpack("I", offset + aux)[0])
-            if not following:
-                return
-            offset += following
-            if not section.offset <= offset < end:
-                image.fail(f"{section.name} has an entry outside it")
-        image.fail(f"{section.name}'s entries form a cycle")
 
     def _columns(self) -> tuple[list[int], bytes, bytes, list[int], list[int] | None]:
         """st_name, st_info, st_other, st_shndx of every entry and the version indices, each
