@@ -38,6 +38,7 @@ from conftest import (
 )
 from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
+from test_flags_auditwheel import Demo, demo, hashed_name, symbol_counts, vendored_sources  # noqa: F401
 from test_macos import PLATFORMS as MAC_PLATFORMS
 from test_macos import MacCase, mac_case  # noqa: F401 - fixtures, built once for this module
 from test_windows import WinCase, win_case  # noqa: F401
@@ -62,19 +63,23 @@ class Step:
 
 
 def cibuildwheel_repair(tmp_path: Path, build_env: BuildEnv, platform: str, identifier: str, wheel: Path,
-                        provider: Path, capfd: pytest.CaptureFixture[str], env: dict[str, str] | None = None) -> Step:
-    """What cibuildwheel's platforms/<platform>.py does for the repair step of `identifier`."""
+                        provider: Path | None, capfd: pytest.CaptureFixture[str], env: dict[str, str] | None = None,
+                        config: str | None = None, tool: str = "sharewheel") -> Step:
+    """What cibuildwheel's platforms/<platform>.py does for the repair step of `identifier`, with
+    the README's configuration or `config`, whose repair command runs `tool`."""
     project = tmp_path / "project"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(readme_config())
+    project.mkdir(parents=True)
+    (project / "pyproject.toml").write_text(readme_config() if config is None else config)
     args = dataclasses.replace(CommandLineArguments.defaults(), platform=platform, package_dir=project)
     build_options = compute_options(platform, args, env={}).build_options(identifier)  # type: ignore[arg-type]
-    assert "sharewheel repair" in build_options.repair_command, build_options.repair_command
+    assert f"{tool} repair" in build_options.repair_command, build_options.repair_command
 
     # the environment cibuildwheel runs it in: the README's `before-build` installed sharewheel
     # (our test interpreter's) and the provider, for the wheel's platform
     site = tmp_path / "build-env-site"
-    if platform == "linux":
+    if provider is None:
+        site.mkdir()
+    elif platform == "linux":
         pip_target(build_env, provider, site)
     else:  # pip's --platform install of the provider wheel's own tag
         pip_target_for(build_env, provider, site, one(sorted(parse_wheel_filename(provider.name)[3])).platform)
@@ -152,7 +157,7 @@ def assert_log(step: Step, repaired: Path) -> None:
     lines = step.stdout.splitlines()
     assert lines[0] == f"+ {step.command}", lines
     assert len(lines) == 2 and lines[1].startswith(f"{repaired.name}: linked "), lines
-    assert "(acme-native 3.1.4)" in lines[1] and "; tagged " in lines[1], lines
+    assert "acme-native 3.1.4)" in lines[1] and "; tagged " in lines[1], lines
 
 
 def test_readme_config_is_valid_for_cibuildwheel_and_sharewheel(tmp_path: Path) -> None:
@@ -254,7 +259,8 @@ def test_release_script(pure_wheel: Path, consumer: Consumer, tmp_path: Path) ->
     result = run(["sh", "-c", "sharewheel repair -w wheelhouse dist/*.whl"], cwd=project, env={
         "LD_LIBRARY_PATH": str(consumer.extra_lib_dir),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
-    assert result.stderr == ""
+    # nothing on stderr but which [tool.sharewheel] applies (said unless -q)
+    assert result.stderr.splitlines() == [f"sharewheel: settings from {project / 'pyproject.toml'} [tool.sharewheel]"]
     assert sorted(os.listdir(project / "wheelhouse")) == sorted([pure_wheel.name, consumer.output.name])
     assert (project / "wheelhouse" / pure_wheel.name).read_bytes() == pure_wheel.read_bytes()
     assert_linked(project / "wheelhouse" / consumer.output.name, consumer.output)
@@ -272,3 +278,35 @@ def test_pure_wheel_whose_record_lies_is_not_copied(pure_wheel: Path, tmp_path: 
     out = tmp_path / "out"
     assert_cli_error(tmp_path / "e", "repair", "-w", out, tampered, inputs=[tampered], out_dir=out,
                      names=(pure_wheel.name, "RECORD", "purepkg/__init__.py"))
+
+
+# --- an auditwheel configuration, `auditwheel` replaced by `sharewheel` (issue 15) ----------------
+
+AUDITWHEEL_CONFIG = """\
+[tool.cibuildwheel.linux]
+repair-wheel-command = "auditwheel repair --strip --exclude libfoo.so.1 -w {dest_dir} {wheel}"
+"""
+
+
+def test_auditwheel_repair_command_with_sharewheel_alone(demo: Demo, build_env: BuildEnv,  # noqa: F811
+                                                         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A project's `repair-wheel-command` using auditwheel's --strip and --exclude works with the
+    tool's name replaced and nothing else: through cibuildwheel's option reading, formatting and
+    shell, on the same gcc-built wheel, both commands write the same wheel — libfoo.so.1 left out
+    (--exclude), libextra.so.1 vendored, every ELF file stripped (--strip)."""
+    import platform
+
+    identifier = f"cp311-manylinux_{platform.machine()}"
+    repaired = {}
+    for tool in ("auditwheel", "sharewheel"):
+        config = AUDITWHEEL_CONFIG.replace("auditwheel repair", f"{tool} repair")
+        step = cibuildwheel_repair(tmp_path / tool, build_env, "linux", identifier, demo.wheel, None, capfd,
+                                   env={"LD_LIBRARY_PATH": str(demo.lib_dir)}, config=config, tool=tool)
+        assert step.command.startswith(f"{tool} repair --strip --exclude libfoo.so.1 -w "), step.command
+        repaired[tool] = one(list(step.dest_dir.iterdir()))
+    theirs, ours = repaired["auditwheel"], repaired["sharewheel"]
+    assert ours.name == theirs.name and ours.name != demo.wheel.name
+    assert vendored_sources(ours) == vendored_sources(theirs) == [hashed_name(demo.lib_dir / "libextra.so.1")]
+    symbols = symbol_counts(ours, tmp_path / "ours")
+    assert symbols == symbol_counts(theirs, tmp_path / "theirs")
+    assert len(symbols) == 2 and all(symtab == 0 for symtab, _ in symbols.values()), symbols

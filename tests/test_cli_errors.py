@@ -285,7 +285,7 @@ def test_provider_path_that_does_not_exist(command: str, consumer: Consumer, tmp
     elif command == "show":
         args, inputs = ["show", wheel], [wheel]
     else:
-        args, inputs = ["pack", acme_prefix, "--name", "acme-other", "--version", "1.0", "-w", out], [acme_prefix]
+        args, inputs = ["pack", acme_prefix, "--name", "acme-other", "--version", "3.1.4", "-w", out], [acme_prefix]
     assert_cli_error(tmp_path, *args, "--provider", missing, names=("--provider", str(missing)),
                      inputs=inputs, out_dir=out, env=env)
 

@@ -152,6 +152,8 @@ def test_paths_are_relative_to_the_file_and_names_stay_names(tmp_path: Path) -> 
         plugins = ["tools/foo.toml"]
         """)
     (project / "wheelhouse").mkdir()
+    (project / "tools").mkdir()
+    (project / "tools" / "foo.toml").write_text("")  # a plugin file must exist (it is read whole)
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "acme.whl").write_bytes(b"")
     settings = read_pyproject(project / "pyproject.toml")
@@ -252,8 +254,11 @@ def test_abi_override_narrows_the_requirement(consumer: Consumer, tmp_path: Path
     result = sharewheel("repair", "-w", tmp_path / "other", consumer.input, "--abi", "acme-natve=exact",
                         env=env, cwd=project)
     assert requirement(one(list((tmp_path / "other").glob("*.whl")))) == own
-    assert result.stderr.strip() == ("sharewheel: registry: the ABI override for acme-natve names no provider "
-                                     "found (given with --provider or installed)")
+    assert result.stderr.splitlines() == [  # the file whose settings apply is always said (-q: not)
+        f"sharewheel: settings from {project / 'pyproject.toml'} [tool.sharewheel]",
+        ("sharewheel: registry: the ABI override for acme-natve names no provider found (given with --provider or "
+         "installed)"),
+    ]
 
 
 def test_abi_override_never_widens_a_minor_provider(packed: Callable[..., Path], build_env: BuildEnv,
@@ -278,8 +283,8 @@ def test_abi_override_that_excludes_the_linked_release(consumer: Consumer, tmp_p
     project = write_project(tmp_path / "p", '[tool.sharewheel]\nproviders = ["providers"]\n'
                                             '[tool.sharewheel.abi]\nacme-native = "<{major}"\n')
     with_providers(project, consumer.provider)
-    out = tmp_path / "out"
-    line = assert_cli_error(tmp_path / "e", "repair", "-w", out, consumer.input, cwd=project,
+    out = tmp_path / "out"  # (-q: the error alone, without the line saying which settings apply)
+    line = assert_cli_error(tmp_path / "e", "-q", "repair", "-w", out, consumer.input, cwd=project,
                             env={"LD_LIBRARY_PATH": str(consumer.extra_lib_dir)},
                             names=(consumer.input.name, "acme-native", "<{major}", "3.1.4"),
                             inputs=[consumer.input], out_dir=out)
@@ -295,6 +300,10 @@ BAD_CONFIGS = {
     "plugins holds a table": ("[tool.sharewheel]\nplugins = [{a = 1}]\n", ("plugins", "a table")),
     "empty provider": ('[tool.sharewheel]\nproviders = [""]\n', ("providers", "empty")),
     "missing provider path": ('[tool.sharewheel]\nproviders = ["./wheelhouse"]\n', ("providers", "wheelhouse")),
+    "missing plugin file": ('[tool.sharewheel]\nplugins = ["tools/foo.toml"]\n', ("plugins", "tools/foo.toml",
+                                                                               "no such file")),
+    "plugin a device": ('[tool.sharewheel]\nplugins = ["/dev/zero"]\n', ("plugins", "/dev/zero", "a character device")),
+    "plugin a directory": ('[tool.sharewheel]\nplugins = ["."]\n', ("plugins", "a directory")),
     "abi a string": ('[tool.sharewheel]\nabi = "minor"\n', ("abi", "a string")),
     "abi policy a number": ("[tool.sharewheel.abi]\nacme-native = 3\n", ("[tool.sharewheel.abi] acme-native",)),
     "abi policy invalid": ('[tool.sharewheel.abi]\nacme-native = "minr"\n', ("acme-native", "'minr'")),

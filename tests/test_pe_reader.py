@@ -176,7 +176,7 @@ def test_stand_in_proof_reads_past_pefiles_limit(real_trees: dict[str, Path], py
     provider = pypi_download(*REAL_WHEELS["scipy-openblas64"])
     result = sharewheel("repair", wheel, "-w", tmp_path / "out", "--provider", provider, check=False)
     assert result.returncode == 0, result.stderr
-    assert "linked libscipy_openblas64_.dll" in result.stdout and "(scipy-openblas64 0.3.31.188.0)" in result.stdout
+    assert "linked libscipy_openblas64_.dll" in result.stdout and "scipy-openblas64 0.3.31.188.0)" in result.stdout
 
 
 # --- PE files built here -------------------------------------------------------------------

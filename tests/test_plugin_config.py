@@ -101,12 +101,12 @@ def test_invalid_plugin_is_one_error_naming_it_and_the_key(change: dict, message
 def readme_plugin() -> str:
     """The Python plugin module of the README's ten-line example."""
     readme = (ROOT / "README.md").read_text()
-    return re.search(r"```python\n# libfoo_sharewheel.py\n(.*?)```", readme, re.S).group(1)
+    return re.search(r"```python\n# libfoo_sharewheel.py\n(.*?)```", readme, re.DOTALL).group(1)
 
 
 def test_readme_example_is_a_valid_plugin() -> None:
     namespace: dict = {}
-    exec(readme_plugin(), namespace)
+    exec(readme_plugin(), namespace)  # noqa: S102 - the README's own example, as a user would run it
     plugin = Plugin.from_mapping(namespace["PLUGIN"], "README")
     assert plugin.matches("libfoo_native") and plugin.load == "preload"
     assert plugin.library_paths("linux", ["libfoo_native/lib/libfoo.so.1", "libfoo_native/lib/x.a"]) == [

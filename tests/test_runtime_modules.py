@@ -214,16 +214,23 @@ def test_candidates_follow_sys_path_and_never_relative_entries(tmp_path: Path, m
     assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries)) == [real(b), real(c)]
     assert list(loader.candidates("swt_pick", ["libpick-s2.so", "libpick-extra.so"], entries)) == [real(c)]
     assert list(loader.candidates("swt_pick", ["libpick-s3.so"], entries)) == []
-    # the imported copy comes first when it ships the files, and only once, however it is spelled
-    assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries, str(tmp_path / "B-link" / "swt_pick"))) == [
-        str(tmp_path / "B-link" / "swt_pick"), real(c)]
-    assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries, str(a))) == [real(b), real(c)]
+    # copies the requirement admits first (the version is the __version__ line of __init__.py), then
+    # the others, each in sys.path order; the entry that is the current directory does not count
+    (b / "__init__.py").write_text("__version__ = '2.0.0'\n")
+    (c / "__init__.py").write_text("'''docstring'''\n__version__ = '2.1.0'\n")
+    assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries, "swt-pick>=2.1,==2.*")) == [real(c), real(b)]
+    assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries, "swt-pick==2.0.*")) == [real(b), real(c)]
+    assert list(loader.candidates("swt_pick", ["libpick-s2.so"], entries, "swt-pick>=2.1", str(tmp_path / "C"))) == [
+        real(b)]
+    assert loader.import_finds("swt_pick", entries[2:]) == real(a)
+    assert loader.import_finds("swt_pick", entries) is None  # "" finds the copy in the current directory first
+    assert loader.import_finds("swt_pick", entries[2:], str(tmp_path / "A")) is None
 
     def untouched() -> Iterator[str]:
-        raise AssertionError("the entries were read although the imported copy serves")
-        yield ""
+        yield str(tmp_path / "B")
+        raise AssertionError("the entries were read past the copy that serves")
 
-    assert next(loader.candidates("swt_pick", ["libpick-s1.so"], untouched(), str(a))) == str(a)
+    assert next(loader.candidates("swt_pick", ["libpick-s2.so"], untouched(), "swt-pick==2.*")) == real(b)
 
 
 def test_preload_copies_are_the_absolute_entries_with_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -282,10 +289,11 @@ def test_a_copy_with_another_runtime_runs_its_own_and_stays_one_module(gcc: str,
     init.write_text(init.read_text().replace(runtime_key(), f"{RUNTIME_MODULE}@another-release"))
     sys.path[:0] = [str(tmp_path / "A"), str(tmp_path / "B")]
 
+    first = importlib.import_module("swt_other")  # the hook itself never imports a copy it does not use
     module = loader.require("swt_other", "swt-other", "swt-other==2.*", ("libswtother-s2.so",), "swt-c")
     assert module.__file__ == real(init)
     assert module._runtime.__file__ == real(b / f"{RUNTIME_MODULE}.py")
-    assert sys.modules["swt_other"]._runtime is not module._runtime
+    assert first._runtime is not module._runtime
     assert [n for n in sys.modules if n.startswith(loader.SERIES)] == [module.__name__]
     assert sys.modules[f"{RUNTIME_MODULE}@another-release"] is module._runtime
     assert real(a / "lib" / "libswtother-s1.so") in mapped() and real(b / "lib" / "libswtother-s2.so") in mapped()

@@ -7,6 +7,12 @@ provider upgraded across its ABI series, a file deleted or replaced by hand, or 
 installed side by side that both claim one library name. Each of those fails at import time
 on someone's machine; check says so beforehand, naming the distribution and the fix.
 
+Which installed copy of a provider serves a consumer is chosen by the consumer hook's own code,
+:func:`sharewheel.runtime.loader.candidates`, run here on the audited entries: check says what the
+hook will load, and warns when an older release of the series comes first on the path (what
+``import`` gives is then not what the hook loads). ``--verify`` also compares each provider's
+library files with the sha256 its manifest records; the hook never hashes (start-up time).
+
 It also lists libraries vendored more than once (auditwheel, delocate, delvewheel copies): not
 broken, but the bytes a shared provider would save, and which installed provider could.
 
@@ -17,6 +23,7 @@ the running sharewheel: the shipped ones and its own ``sharewheel.plugins`` entr
 
 from __future__ import annotations
 
+import csv
 import functools
 import importlib.metadata
 import json
@@ -28,7 +35,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -37,15 +44,18 @@ from packaging.version import InvalidVersion, Version
 from sharewheel import symbols
 from sharewheel.adapters import PlatformAdapter, adapter_for_host_binary
 from sharewheel.errors import SharewheelError
-from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary
+from sharewheel.files import sha256_hex
+from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary, read_installed
 from sharewheel.naming import library_key
 from sharewheel.platforms import keys_of
 from sharewheel.plugin import Plugin, load_plugins, plugin_for
 from sharewheel.proof import interpreter_tables
 from sharewheel.registry import Provider, installed_platforms, installed_provider
+from sharewheel.runtime import Strategy, loader
 from sharewheel.vendored import vendored_copies
 
 _SYS_PATH = "import json, sys; print(json.dumps(sys.path))"
+_T = TypeVar("_T")
 
 
 # --- which paths ------------------------------------------------------------------------------
@@ -82,7 +92,7 @@ def audit_paths(python: str | None, paths: Sequence[Path]) -> list[str]:
         for path in paths:
             if not path.is_dir():
                 raise SharewheelError(f"--path {path}: no such directory")
-        entries = [str(p) for p in paths]
+        entries = [os.path.abspath(p) for p in paths]  # the hook counts absolute entries only
     else:
         entries = interpreter_path(python) if python is not None else _own_path()
     chosen: list[str] = []
@@ -127,20 +137,77 @@ class Installed:
 
 
 def installed(paths: Sequence[str]) -> list[Installed]:
-    """Every distribution of `paths`, in sys.path order; within one entry the first of a name counts."""
+    """Every readable distribution of `paths`, in sys.path order (see scan)."""
+    return scan(paths).items
+
+
+# What an installed distribution's files cannot be read as: its dist-info's text is not UTF-8, its
+# RECORD is no CSV, a file is unreadable. One such distribution is reported; the audit goes on.
+UNREADABLE = (OSError, ValueError, csv.Error)
+
+
+@dataclass(frozen=True)
+class Scan:
+    items: list[Installed]
+    broken: list[tuple[str, str]]  # (dist-info directory, why its metadata cannot be read)
+    twins: list[tuple[Installed, tuple[Installed, ...]]]  # the one counted, the others of its name in its entry
+
+
+def scan(paths: Sequence[str]) -> Scan:
+    """Every distribution of `paths`, in sys.path order. Two dist-infos of one name in one entry
+    (``pip install --target --upgrade`` leaves the old one) count as one: see _counted."""
     found: list[Installed] = []
+    broken: list[tuple[str, str]] = []
+    twins: list[tuple[Installed, tuple[Installed, ...]]] = []
     first: set[str] = set()
     for entry in paths:
-        here: set[str] = set()
+        groups: dict[str, list[Installed]] = {}
         for dist in importlib.metadata.distributions(path=[entry]):
-            name = dist.metadata["Name"] if dist.metadata else None
-            if not name or canonicalize_name(name) in here:
+            try:
+                name = dist.metadata["Name"] if dist.metadata else None
+                version = dist.version or ""
+            except UNREADABLE as e:
+                broken.append((_dist_info(dist), f"{type(e).__name__}: {e}"))
                 continue
-            key = canonicalize_name(name)
-            here.add(key)
-            found.append(Installed(dist, name, dist.version or "", Path(entry), key in first))
-        first |= here
-    return found
+            if name:
+                groups.setdefault(canonicalize_name(name), []).append(
+                    Installed(dist, name, version, Path(entry), canonicalize_name(name) in first))
+        for group in groups.values():
+            kept = _counted(group)
+            found.append(kept)
+            if len(group) > 1:
+                twins.append((kept, tuple(item for item in group if item is not kept)))
+        first |= set(groups)
+    return Scan(found, broken, twins)
+
+
+def _dist_info(dist: importlib.metadata.Distribution) -> str:
+    """The dist-info directory of an installed distribution, for messages about it."""
+    path = getattr(dist, "_path", None)  # PathDistribution's
+    return str(path) if path is not None else repr(dist)
+
+
+def _counted(group: list[Installed]) -> Installed:
+    """Of the dist-infos of one distribution in one entry, the one its files on disk are: whose
+    version is the ``__version__`` of a package it lists (as a provider's __init__.py has it),
+    else the highest version."""
+    if len(group) == 1:
+        return group[0]
+    for item in group:
+        try:
+            packages = {f.parts[0] for f in item.dist.files or () if len(f.parts) == 2 and f.name == "__init__.py"}
+        except UNREADABLE:
+            continue
+        if any(loader.copy_version(str(item.file(p))) == item.version for p in sorted(packages)):
+            return item
+
+    def order(item: Installed) -> tuple[int, Version]:
+        try:
+            return (1, Version(item.version))
+        except InvalidVersion:
+            return (0, Version("0"))
+
+    return max(group, key=order)
 
 
 @dataclass(frozen=True)
@@ -157,7 +224,8 @@ class InstalledProvider:
 
 
 ProblemKind = Literal["provider-missing", "outside-policy", "library-missing", "file-missing", "binary-missing",
-                      "symbols-missing", "conflict", "unreadable", "musl-split-layout"]
+                      "symbols-missing", "conflict", "unreadable", "musl-split-layout", "duplicate-dist-info",
+                      "modified"]
 LinkState = Literal["ok", "provider-missing", "outside-policy", "library-missing", "file-missing", "binary-missing",
                     "symbols-missing", "unreadable", "musl-split-layout"]
 
@@ -276,10 +344,12 @@ class CheckReport:
         - ``problems``: [{kind, message, distribution, version, binary, library, provider,
           requirement, installed: [versions], symbols: [name@version]}], null where a key does
           not apply; kind is provider-missing, outside-policy, library-missing, file-missing,
-          binary-missing, symbols-missing, conflict, unreadable or musl-split-layout;
+          binary-missing, symbols-missing, conflict, unreadable, musl-split-layout,
+          duplicate-dist-info or modified (``--verify``: a provider's file is not what it recorded);
         - ``duplicates``: [{library, copies: [{distribution, version, path, size}], saving (bytes),
           provider: {distribution, version, location} | null}];
-        - ``warnings``: [str], what could not be checked (not a problem).
+        - ``warnings``: [str], what could not be checked, and releases of a provider shadowed by
+          an older one first on the path (the hook loads the newer one): not problems.
         """
         return {
             "ok": self.ok,
@@ -320,12 +390,13 @@ class CheckReport:
 
 
 def check_environment(paths: Sequence[str], plugins: Sequence[Plugin] | None = None,
-                      python: str | None = None) -> CheckReport:
+                      python: str | None = None, verify: bool = False) -> CheckReport:
     """Audit the distributions installed in `paths` (sys.path order) for the interpreter
-    `python` (default: the running one), whose own libraries serve unbound imports."""
+    `python` (default: the running one), whose own libraries serve unbound imports; `verify`:
+    hash every provider library file too."""
     executable = None if python is None else shutil.which(python) or python
     interpreter = functools.partial(interpreter_tables, executable)
-    return _Audit(paths, load_plugins() if plugins is None else plugins, interpreter).run()
+    return _Audit(paths, load_plugins(run_code=False) if plugins is None else plugins, interpreter, verify).run()
 
 
 @dataclass
@@ -340,36 +411,46 @@ class _Resolved:
 
 class _Audit:
     def __init__(self, paths: Sequence[str], plugins: Sequence[Plugin],
-                 interpreter: Callable[[], Iterable[symbols.Read]]) -> None:
+                 interpreter: Callable[[], Iterable[symbols.Read]], verify: bool = False) -> None:
         self.paths = tuple(paths)
         self.plugins = plugins
         self.interpreter = interpreter  # the interpreter's libraries, for symbols.lacking
-        self.items = installed(paths)
+        self.verify = verify
+        found = scan(paths)
+        self.items = found.items
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
         self.providers: list[InstalledProvider] = []
         self.manifests: dict[int, Manifest] = {}  # id(Installed) → its manifest
+        self.broken: set[int] = set()  # id(Installed) of those whose files cannot be read
+        for dist_info, why in found.broken:
+            self.problems.append(Problem("unreadable", f"{dist_info}: cannot read its metadata ({why})"))
+        for kept, others in found.twins:
+            self._twins(kept, others)
 
     def run(self) -> CheckReport:
         for item in self.items:
-            self._read(item)
+            self._guarded(item, functools.partial(self._read, item))
         self._conflicts()
+        if self.verify:
+            for entry in self.providers:
+                self._guarded(entry.item, functools.partial(self._verify, entry))
         links: list[LinkStatus] = []
         for item in self.items:
             manifest = self.manifests.get(id(item))
-            if manifest is not None and manifest.links and not item.shadowed:
-                links += self._links(item, manifest.links)
+            if manifest is not None and manifest.links and not item.shadowed and id(item) not in self.broken:
+                links += self._guarded(item, functools.partial(self._links, item, manifest.links)) or []
+        duplicates = tuple(self._duplicates())  # (before the problems: it may find a RECORD unreadable)
         return CheckReport(
-            self.paths, tuple(self.providers), tuple(links), tuple(self.problems), tuple(self._duplicates()),
-            tuple(self.warnings),
+            self.paths, tuple(self.providers), tuple(links), tuple(self.problems), duplicates, tuple(self.warnings),
         )
 
     def _read(self, item: Installed) -> None:
         """Its manifest and, if it is one, the provider it is; a broken manifest is a problem."""
-        try:
-            text = item.dist.read_text(MANIFEST_NAME)
-        except (OSError, UnicodeDecodeError) as e:
-            self._unreadable(item, f"cannot read its {MANIFEST_NAME} ({e})")
+        try:  # (a small regular file: a FIFO or /dev/zero there would hang the audit)
+            text = read_installed(item.dist, f"{item.label} in {item.location}")
+        except SharewheelError as e:
+            self._unreadable(item, str(e))
             return
         manifest = None
         if text is not None:
@@ -395,6 +476,47 @@ class _Audit:
     def _unreadable(self, item: Installed, why: str) -> None:
         self.problems.append(Problem("unreadable", f"{item.label}: {why}", item.name, item.version))
 
+    def _guarded(self, item: Installed, action: Callable[[], _T]) -> _T | None:
+        """`action` on one distribution; if its installed files cannot be read, that is one
+        problem naming it (once), and the audit goes on with the others."""
+        try:
+            return action()
+        except UNREADABLE as e:
+            if id(item) not in self.broken:
+                self.broken.add(id(item))
+                self._unreadable(item, f"cannot read its installed files (in {item.location}: {type(e).__name__}: {e})")
+            return None
+
+    def _twins(self, kept: Installed, others: tuple[Installed, ...]) -> None:
+        """Two dist-infos of one distribution side by side: pip uninstall, pip check and this
+        audit can trust only one; the files on disk are `kept`'s."""
+        stale = sorted(_dist_info(other.dist) for other in others)
+        self.problems.append(Problem(
+            "duplicate-dist-info",
+            f"{kept.name}: {len(others) + 1} dist-infos in {kept.location} ({', '.join(sorted({kept.version, *(o.version for o in others)}))}), "
+            f"as `pip install --target` leaves them; the installed files are {kept.version}'s: remove {' and '.join(stale)}",
+            kept.name, kept.version, installed=tuple(o.version for o in others),
+        ))
+
+    def _verify(self, entry: InstalledProvider) -> None:
+        """Each library file of a provider is the one its manifest records (by sha256)."""
+        for library in entry.provider.provides.libraries:
+            if not library.sha256:  # a plugin's description records none
+                continue
+            path = entry.item.file(library.path)
+            if not path.is_file():
+                actual = "it is missing"
+            else:
+                digest = sha256_hex(path)
+                if digest == library.sha256:
+                    continue
+                actual = f"its sha256 is {digest}, not the {library.sha256} its {MANIFEST_NAME} records"
+            self.problems.append(Problem(
+                "modified", f"{entry.item.label} (in {entry.item.location}): {library.path} changed since it was "
+                            f"installed: {actual}",
+                entry.item.name, entry.item.version, library=library.path,
+            ))
+
     def _conflicts(self) -> None:
         """Two distributions offering one library name: which one a consumer gets is arbitrary."""
         claimed: dict[str, InstalledProvider] = {}
@@ -416,8 +538,12 @@ class _Audit:
 
     # links
 
-    def _links(self, item: Installed, links: Iterable[Link]) -> list[LinkStatus]:
-        resolved = [self._resolve(item, link) for link in links]
+    def _links(self, item: Installed, links: Sequence[Link]) -> list[LinkStatus]:
+        # the hook's table has one row per provider, with every file of it the wheel links to
+        files: dict[str, set[str]] = {}
+        for link in links:
+            files.setdefault(canonicalize_name(link.provider), set()).add(link.needed)
+        resolved = [self._resolve(item, link, sorted(files[canonicalize_name(link.provider)])) for link in links]
         # a provider missing or outside the policy: one line per consumer and provider, not per link
         said: set[tuple[str, str]] = set()
         for entry in resolved:
@@ -440,9 +566,10 @@ class _Audit:
             for entry in resolved
         ]
 
-    def _resolve(self, item: Installed, link: Link) -> _Resolved:
-        """The installed provider copy that serves `link`, as the consumer hook picks it: any
-        sys.path entry's copy inside the requirement that ships the linked file."""
+    def _resolve(self, item: Installed, link: Link, files: Sequence[str]) -> _Resolved:
+        """The installed provider copy that serves `link`: for a packed provider the one the
+        consumer hook loads (loader.candidates on the audited entries, `files` being its table's);
+        for a plugin's, any sys.path entry's copy inside the requirement that ships the linked file."""
         copies = [p for p in self.providers if canonicalize_name(p.item.name) == canonicalize_name(link.provider)]
         if not copies:
             return _Resolved(link, status="provider-missing")
@@ -451,6 +578,16 @@ class _Audit:
         except InvalidRequirement:
             self._unreadable(item, f"{MANIFEST_NAME}: invalid requirement {link.requirement!r}")
             return _Resolved(link, status="unreadable")
+        if copies[0].provider.load is Strategy.PROVIDER:
+            chosen = self._hook_choice(item, link, files, copies)
+            if chosen is not None:
+                try:
+                    admitted = specifier.contains(Version(chosen.item.version), prereleases=True)
+                except InvalidVersion:
+                    admitted = False
+                if not admitted:  # the hook's last resort: check says what to install
+                    return _Resolved(link, status="outside-policy")
+                copies = [chosen]
         inside = []
         for copy in copies:
             try:
@@ -483,6 +620,34 @@ class _Audit:
             item.name, item.version, link.binary, link.needed, link.provider, link.requirement,
         ))
         return _Resolved(link, copy, status="file-missing")
+
+    def _hook_choice(self, item: Installed, link: Link, files: Sequence[str],
+                     copies: list[InstalledProvider]) -> InstalledProvider | None:
+        """The copy the consumer hook loads, by its own code (loader.candidates): the first that
+        loads, which check, loading nothing, takes to be the first whose dist-info it read (on
+        musl the first in the consumer's own entry: the hook's layout check skips the others).
+        Warns when an older release of the series comes first on the path."""
+        package = copies[0].provider.provides.package
+        by_dir = {os.path.realpath(os.path.join(c.item.location, package)): c for c in copies}
+        entries = [os.path.abspath(p) for p in self.paths]
+        served = [by_dir[d] for d in loader.candidates(package, files, entries, link.requirement) if d in by_dir]
+        if not served:
+            return None
+        chosen = served[0]
+        if _musllinux(item):
+            chosen = next((c for c in served if c.item.location == item.location), chosen)
+        first = next(loader.provider_copies(package, entries), None)
+        shadow = by_dir.get(first or "")
+        if shadow is not None and shadow is not chosen and loader.ships(first or "", files):
+            warning = (
+                f"{shadow.item.label} (in {shadow.item.location}) shadows {chosen.item.label} (in "
+                f"{chosen.item.location}): {item.label} requires {_requirement_text(link)}, so its hook loads "
+                f"{chosen.item.version} under a private module name, while `import {package}` gives "
+                f"{shadow.item.version}; remove {shadow.item.label} from {shadow.item.location}"
+            )
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        return chosen
 
     def _musl_split(self, item: Installed, link: Link, copy: InstalledProvider) -> _Resolved:
         """musl's loader does not reuse a library the hook loaded by path: a musllinux consumer
@@ -617,7 +782,9 @@ class _Audit:
         for item in self.items:
             if item.shadowed:
                 continue
-            files = [(f.as_posix(), -1 if f.size is None else f.size) for f in item.dist.files or ()]
+            if id(item) in self.broken:
+                continue
+            files = self._guarded(item, functools.partial(_listed, item)) or []
             for copy in vendored_copies(files):
                 on_disk = item.file(copy.path)
                 if not on_disk.is_file():  # listed but gone: it takes no space
@@ -638,6 +805,11 @@ class _Audit:
             saving = sum(c.size for c in copies) - max(c.size for c in copies)
             duplicates.append(Duplicate(stem, tuple(copies), saving, provider))
         return duplicates
+
+
+def _listed(item: Installed) -> list[tuple[str, int]]:
+    """The files its RECORD lists, with their sizes (-1: not given)."""
+    return [(f.as_posix(), -1 if f.size is None else f.size) for f in item.dist.files or ()]
 
 
 def _neighbours(tables: Callable[[], dict[str, symbols.SymbolTable] | None], needed: str) -> symbols.Neighbours:

@@ -17,8 +17,11 @@ A ``linux``, ``macos`` or ``windows`` table (with the same keys) replaces, key b
 main table says for wheels of that OS, as ``[tool.cibuildwheel.linux]`` does: one command line
 serves every platform even where their providers differ.
 The file is the first ``pyproject.toml`` found from the current directory upwards (with or
-without a ``[tool.sharewheel]`` table: a project's settings never leak into a nested one);
-relative paths in it are relative to its directory. Each setting is taken from the highest of
+without a ``[tool.sharewheel]`` table: a project's settings never leak into a nested one), the
+project root as cibuildwheel's ``{package}``; the search never goes into a directory another user
+could have put one in (see :func:`find_pyproject`). Relative paths in it are relative to its
+directory. Config and plugin files are read only as regular files of at most
+:data:`MAX_CONFIG_SIZE` bytes (``plugins = ["/dev/zero"]`` would never end). Each setting is taken from the highest of
 flags, then environment variables, then the file, and replaces what a lower source says (as
 cibuildwheel's ``CIBW_*`` variables replace its configuration): a list given by flags is not
 added to the file's list. Lists in environment variables are separated by ``os.pathsep``, as
@@ -35,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,16 +82,33 @@ class Settings:
             abi=self.abi if self.abi is not None else lower.abi,
         )
 
+    def describe(self) -> str:
+        """What these settings set, for people (`-v`): ``providers = a, b; exclude = c``."""
+        parts = [f"{key} = {', '.join(map(str, value)) or '(none)'}"
+                 for key in _LISTS if (value := getattr(self, key)) is not None]
+        if self.abi is not None:
+            parts.append(f"abi = {', '.join(f'{k}={v.name}' for k, v in sorted(self.abi.items())) or '(none)'}")
+        return "; ".join(parts)
+
 
 @dataclass(frozen=True)
 class Config:
-    """The settings repair and show use, every source applied; `source` is the file, if any."""
+    """The settings repair and show use, every source applied; `source` is the file, if any,
+    and `table` whether it has a ``[tool.sharewheel]`` table."""
 
     providers: tuple[Path | str, ...] = ()
     plugins: tuple[Path, ...] = ()
     exclude: tuple[str, ...] = ()
     abi: Mapping[str, AbiPolicy] = field(default_factory=dict)
     source: Path | None = None
+    table: bool = False
+    sources: tuple[tuple[str, str], ...] = ()  # (source, what it sets) for each that sets something: -v
+
+    @property
+    def announcement(self) -> str | None:
+        """The line the CLI prints (except with -q) when a file's settings apply: a file found by
+        searching upwards must never change a repair unseen."""
+        return f"sharewheel: settings from {self.source} [tool.sharewheel]" if self.table else None
 
 
 def resolve(flags: Settings, *, cwd: Path | None = None, environ: Mapping[str, str] | None = None,
@@ -96,21 +117,71 @@ def resolve(flags: Settings, *, cwd: Path | None = None, environ: Mapping[str, s
     for wheels of `os_name` (linux, macos, windows) if given."""
     environ = os.environ if environ is None else environ
     pyproject = find_pyproject(Path.cwd() if cwd is None else cwd)
-    from_file = read_pyproject(pyproject, os_name) if pyproject is not None else Settings()
-    merged = flags.over(from_environment(environ).over(from_file))
-    if pyproject is not None:
-        log.info("settings from %s, SHAREWHEEL_* variables and flags: %s", pyproject, merged)
+    data = read_toml(pyproject, ConfigError) if pyproject is not None else {}
+    from_file = _settings(data, pyproject, os_name) if pyproject is not None else Settings()
+    environment = from_environment(environ)
+    merged = flags.over(environment.over(from_file))
+    table = _sharewheel_table(data)
+    in_file = f"{pyproject} [tool.sharewheel]" + (
+        f" and [tool.sharewheel.{os_name}]" if isinstance(table, dict) and os_name in table else "")
+    sources = tuple((label, text) for label, settings in (
+        ("flags", flags), (f"{ENV_PREFIX}* variables", environment), (in_file, from_file),
+    ) if (text := settings.describe()))
     return Config(
-        merged.providers or (), merged.plugins or (), merged.exclude or (), dict(merged.abi or {}), pyproject
+        merged.providers or (), merged.plugins or (), merged.exclude or (), dict(merged.abi or {}), pyproject,
+        table is not None, sources,
     )
 
 
 def find_pyproject(start: Path) -> Path | None:
-    """The first pyproject.toml in `start` or a parent: the project cibuildwheel runs repair in."""
+    """The first pyproject.toml in `start` or a parent: the project cibuildwheel runs repair in.
+
+    The search stops before a directory another user could have put one in — writable by others
+    (``/tmp``), or owned by someone other than you, root or the owner of `start` — since its
+    settings choose the providers a consumer requires. `start` itself is searched unless others
+    can write to it and its pyproject.toml is not yours (POSIX; on Windows every directory counts).
+    """
+    start = start.absolute()
+    trusted = {os.geteuid(), 0, _owner(start)} if hasattr(os, "geteuid") else set()
+    trusted.discard(-1)
     for directory in (start, *start.parents):
         candidate = directory / "pyproject.toml"
-        if candidate.is_file():
+        shared = _shared(directory, trusted)
+        if shared and directory != start:
+            log.debug("not looking for pyproject.toml in %s or above: %s", directory, shared)
+            return None
+        if os.path.lexists(candidate):  # a FIFO or a directory is refused when read, not skipped
+            if shared and _owner(candidate) not in trusted:
+                if candidate not in _IGNORED:  # (said once: a command resolves its settings per wheel)
+                    _IGNORED.add(candidate)
+                    log.warning("ignoring %s: %s, and the file is another user's", candidate, shared)
+                return None
             return candidate
+    return None
+
+
+_IGNORED: set[Path] = set()
+
+
+def _owner(path: Path) -> int:
+    try:
+        return os.lstat(path).st_uid
+    except OSError:
+        return -1
+
+
+def _shared(directory: Path, trusted: set[int]) -> str | None:
+    """Why another user could have written `directory`'s files (None: nobody but `trusted`)."""
+    if not trusted:
+        return None
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    if st.st_uid not in trusted:
+        return f"owned by user {st.st_uid}"
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid()):
+        return "writable by other users"
     return None
 
 
@@ -118,20 +189,63 @@ def read_pyproject(path: Path, os_name: str | None = None) -> Settings:
     """``[tool.sharewheel]`` of `path`, with ``[tool.sharewheel.<os_name>]`` (linux, macos,
     windows) over it, as cibuildwheel's per-platform tables; every mistake is one error naming
     the file and the key."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it ({e.strerror or e})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: invalid TOML ({e})") from None
+    return _settings(read_toml(path, ConfigError), path, os_name)
+
+
+def _sharewheel_table(data: dict[str, Any]) -> Any:
     tool = data.get("tool", {})
-    table = tool.get("sharewheel") if isinstance(tool, dict) else None
+    return tool.get("sharewheel") if isinstance(tool, dict) else None
+
+
+def _settings(data: dict[str, Any], path: Path, os_name: str | None) -> Settings:
+    table = _sharewheel_table(data)
     if table is None:
         return Settings()
     settings = _table(table, path, "[tool.sharewheel]", OSES)
     per_os = {name: _table(table[name], path, f"[tool.sharewheel.{name}]", ()) for name in OSES if name in table}
     return per_os[os_name].over(settings) if os_name in per_os else settings
+
+
+MAX_CONFIG_SIZE = 1 << 20  # a pyproject.toml or plugin file; the largest real ones are a few kB
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """The bytes of `path`, which must be a regular file of at most `limit` bytes: a name in a
+    config, a flag or a manifest may be a FIFO (blocks), a device (``/dev/zero``: never ends) or
+    huge. Anything else is an OSError whose strerror says what it is."""
+    st = os.stat(path)  # not opened at all unless regular: opening some devices does something
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(0, f"{_file_kind(st.st_mode)}, not a regular file")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced since the stat
+            raise OSError(0, "not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(0, f"larger than {limit} bytes")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "special"
+
+
+def read_toml(path: Path, error: type[SharewheelError], what: str = "") -> dict[str, Any]:
+    """A small TOML file (pyproject.toml, a plugin) as data; every failure one `error` naming it."""
+    label = f"{what}{path}"
+    try:
+        return tomllib.loads(read_small_file(path, MAX_CONFIG_SIZE).decode("utf-8"))
+    except OSError as e:
+        raise error(f"{label}: cannot read it ({e.strerror or e})") from None
+    except RecursionError:  # (tomllib recurses per nested array or inline table)
+        raise error(f"{label}: invalid TOML (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError, and ints past Python's digit limit
+        raise error(f"{label}: invalid TOML ({e})") from None
 
 
 def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Settings:
@@ -156,7 +270,8 @@ def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Set
     return Settings(
         providers=tuple(_config_provider(p, base, f"{where} providers") for p in lists["providers"])
         if "providers" in lists else None,
-        plugins=tuple(base / p for p in lists["plugins"]) if "plugins" in lists else None,
+        plugins=tuple(_config_plugin(p, base, f"{where} plugins") for p in lists["plugins"])
+        if "plugins" in lists else None,
         exclude=tuple(lists["exclude"]) if "exclude" in lists else None,
         abi=abi,
     )
@@ -221,6 +336,20 @@ def _config_provider(text: str, base: Path, where: str) -> Path | str:
     if _NAME.match(text):
         return text
     raise ConfigError(f"{where}: {text}: no such file or directory ({path})")
+
+
+def _config_plugin(text: str, base: Path, where: str) -> Path:
+    """A plugin file relative to the pyproject.toml's directory: a small regular file (it is read whole)."""
+    path = base / text
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ConfigError(f"{where}: {text}: {(e.strerror or 'cannot read it').lower()} ({path})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: {text}: {_file_kind(st.st_mode)}, not a plugin file ({path})")
+    if st.st_size > MAX_CONFIG_SIZE:
+        raise ConfigError(f"{where}: {text}: larger than {MAX_CONFIG_SIZE} bytes, not a plugin file ({path})")
+    return path
 
 
 def _strings(value: Any, where: str) -> list[str]:

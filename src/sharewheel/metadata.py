@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 
 from sharewheel.abi import narrow, parse_requirement, same_project
 
@@ -47,3 +49,39 @@ def add_requirements(text: str, wanted: Iterable[Requirement], where: str) -> st
             position = len(fields) if last is None else last + 1
             fields.insert(position, f"Requires-Dist: {requirement}")
     return "\n".join(fields) + tail
+
+
+def forget_requirements(metadata: Path, previous: Iterable[str]) -> None:
+    """Take out of METADATA what an earlier repair added (`previous`: the requirements its
+    manifest records), so that repairing a repaired wheel recomputes them instead of narrowing
+    them further (``==1.*,>=1.2.0,>=1.3.0``): a Requires-Dist that is exactly one of them goes, one
+    the project wrote and repair narrowed keeps the project's own clauses."""
+    earlier = []
+    for text in dict.fromkeys(previous):
+        try:
+            earlier.append(Requirement(text))
+        except InvalidRequirement:  # (a manifest is checked when read; nothing to forget then)
+            continue
+    if not earlier:
+        return
+    fields, tail = _split(metadata.read_text(encoding="utf-8"))
+    kept = []
+    for field in fields:
+        key, _, value = field.partition(":")
+        existing = ours = None
+        if key.strip().lower() == "requires-dist":
+            try:
+                existing = Requirement(" ".join(value.split()))
+            except InvalidRequirement:  # (add_requirements says so)
+                pass
+        if existing is not None:
+            ours = next((r for r in earlier if same_project(existing.name, r.name)), None)
+        if ours is None or existing is None:
+            kept.append(field)
+            continue
+        own = SpecifierSet(",".join(str(s) for s in existing.specifier if s not in set(ours.specifier)))
+        if not own and not existing.extras and existing.marker is None:
+            continue  # repair's own line: add_requirements writes it anew
+        existing.specifier = own
+        kept.append(f"Requires-Dist: {existing}")
+    metadata.write_text("\n".join(kept) + tail, encoding="utf-8")

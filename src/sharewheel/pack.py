@@ -9,10 +9,12 @@ wheel is self-contained and tagged exactly like a repaired consumer.
 
 from __future__ import annotations
 
+import logging
 import posixpath
+import re
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -21,7 +23,7 @@ from packaging.version import Version
 from sharewheel import __version__, cmake_package, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
-from sharewheel.errors import SharewheelError
+from sharewheel.errors import ConfigError, SharewheelError
 from sharewheel.files import work_dir
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
@@ -37,6 +39,8 @@ from sharewheel.runtime import (
 )
 from sharewheel.wheelfile import WheelName, write_wheel
 
+log = logging.getLogger("pack")
+
 
 @dataclass(frozen=True)
 class PackOptions:
@@ -51,9 +55,11 @@ class PackOptions:
     plat: str = "auto"
     summary: str = ""
     plugins: tuple[Path, ...] = ()
+    dry_run: bool = False  # build the wheel in a work directory and report it; write nothing
 
 
 def pack(options: PackOptions) -> RepairReport:
+    check_text_options(options.name, options.summary)
     prefix = options.prefix.resolve()
     if not any((prefix / d).is_dir() for d in ("lib", "lib64", "bin")):
         raise SharewheelError(f"{options.prefix}: not an install prefix (no lib/ or bin/ directory)")
@@ -66,6 +72,8 @@ def pack(options: PackOptions) -> RepairReport:
 
     adapter = _prefix_adapter(prefix)
     libraries = _load_order(_select(adapter.prefix_libraries(prefix), options.libs, prefix))
+    if policy.name == "major":
+        _check_major(libraries, version)
     platform = adapter.platform_tag(libraries[0].path)
     needed = [name for lib in libraries for name in lib.needed]  # a linux_<arch> tag names no libc
     unique = {lib.name: unique_name(distribution, policy.series(version), lib.name) for lib in libraries}
@@ -122,7 +130,7 @@ def pack(options: PackOptions) -> RepairReport:
         (dist_info / MANIFEST_NAME).write_text(Manifest(provides).dumps(), encoding="utf-8")
         _write_dist_info(dist_info, distribution, str(version), package, libraries, platform, options.summary)
         staged = write_wheel(tree, name.dist_info, Path(tmp, "stage", name.filename))
-        return repair_wheel(
+        report = repair_wheel(
             staged,
             options.out_dir,
             RepairOptions(
@@ -132,8 +140,30 @@ def pack(options: PackOptions) -> RepairReport:
                 install_hook=False,
                 declared_requires=tuple(p.distribution for p in requires),
                 library_path=tuple(d for d in (prefix / "lib", prefix / "lib64") if d.is_dir()),
+                dry_run=options.dry_run,
             ),
         )
+        if options.dry_run:  # what the wheel would hold: the tree, what repair vendors into it, its RECORD
+            files = {path.relative_to(tree).as_posix() for path in tree.rglob("*") if not path.is_dir()}
+            report = replace(report, files=tuple(sorted({*files, *report.vendored, f"{name.dist_info}/RECORD"})))
+        return report
+
+
+#: PEP 508's name: what pip, twine and PyPI accept (ASCII only: re's IGNORECASE would take 'K').
+_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", re.IGNORECASE | re.ASCII)
+#: What would end a METADATA header line, or hide in one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_text_options(name: str, summary: str) -> None:
+    """--name and --summary go into file names and METADATA headers as given: a name pip
+    refuses makes a wheel nobody can install, a line break in the summary a header of its own."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"--name {name!r}: not a distribution name (PEP 508: ASCII letters, digits, '.', '_' "
+                          "and '-', beginning and ending with a letter or digit)")
+    if _CONTROL.search(summary):
+        raise ConfigError(f"--summary {summary[:80]!r}{'...' if len(summary) > 80 else ''}: "
+                          "contains a line break or control character; it must be one line")
 
 
 def _import_libraries(prefix: Path) -> list[Path]:
@@ -152,17 +182,38 @@ def _prefix_adapter(prefix: Path) -> PlatformAdapter:
 
 
 def _select(libraries: list[PrefixLibrary], names: tuple[str, ...], prefix: Path) -> list[PrefixLibrary]:
-    """The libraries named with --lib (by link name, acme, or file name), or all of them."""
+    """The libraries named with --lib (by link name, acme; by soname, libacme.so.3; or by the
+    name the linker opens for -lacme, libacme.so or libacme.dylib), or all of them."""
     found = ", ".join(lib.name for lib in libraries) or "none"
     if not libraries:
         raise SharewheelError(f"{prefix}: no shared libraries in {prefix}/lib (or bin/ for DLLs)")
     chosen: list[PrefixLibrary] = []
     for wanted in names:
-        matches = [lib for lib in libraries if wanted in (lib.name, link_name(lib.name))]
+        matches = [lib for lib in libraries if wanted in (
+            lib.name, link_name(lib.name), f"lib{link_name(lib.name)}.so", f"lib{link_name(lib.name)}.dylib")]
         if not matches:
             raise SharewheelError(f"--lib {wanted}: no such library in {prefix} (found: {found})")
         chosen.extend(m for m in matches if m not in chosen)
     return chosen or libraries
+
+
+_SONAME_NUMBER = (
+    re.compile(r"\.so\.(\d+)"),  # libacme.so.3
+    re.compile(r"^[^.]+\.(\d+)(\.[\d.]+)?\.dylib$"),  # libacme.3.dylib
+    re.compile(r"-(\d+)\.dll$", re.IGNORECASE),  # libacme-3.dll (libtool)
+)
+
+
+def _check_major(libraries: list[PrefixLibrary], version: Version) -> None:
+    """Warn when --abi major would give the library a series other than its soname's: the
+    author promises ABI stability per soname number, and a consumer of `version` would be told
+    that every release of the version's major fits (libacme.so.1 packed as 3.0.0)."""
+    for lib in libraries:
+        number = next((m[1] for pattern in _SONAME_NUMBER if (m := pattern.search(lib.name))), None)
+        if number is not None and not version.epoch and int(number) != version.release[0]:
+            log.warning("%s: packed as %s with --abi major, but its soname's number is %s, not %d: check "
+                        "--version, or give the ABI policy its author keeps (--abi minor, exact or a template)",
+                        lib.name, version, number, version.release[0])
 
 
 def _load_order(libraries: list[PrefixLibrary]) -> list[PrefixLibrary]:

@@ -28,12 +28,20 @@ from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairOutcome, adap
 from sharewheel.errors import InputWheelError, SharewheelError
 from sharewheel.files import sha256_hex, work_dir
 from sharewheel.hooks import install_hooks
-from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, Provides
-from sharewheel.metadata import add_requirements
+from sharewheel.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_SIZE,
+    Link,
+    Manifest,
+    Provides,
+    check_owner,
+)
+from sharewheel.metadata import add_requirements, forget_requirements
 from sharewheel.platforms import keys_of
-from sharewheel.proof import prove_stand_ins
+from sharewheel.proof import oldest_stand_ins, prove_stand_ins
 from sharewheel.registry import Match, Registry
 from sharewheel.runtime import Libc, Requirement
+from sharewheel.toolflags import ToolFlags
 from sharewheel.unvendor import Unvendoring, plan_unvendoring
 from sharewheel.vendored import is_vendored_path
 from sharewheel.wheelfile import InputWheel, Unchanged, WheelName
@@ -72,6 +80,7 @@ class RepairOptions:
     tolerate_missing: bool = False  # show: a library not found is reported, not an error
     progress: Progress | None = None  # told what repair is doing, for a progress bar
     abi: Mapping[str, AbiPolicy] = field(default_factory=dict)  # consumer's overrides (config): narrow only
+    tools: ToolFlags = field(default_factory=ToolFlags)  # auditwheel's, delocate's, delvewheel's own flags
 
 
 @dataclass(frozen=True)
@@ -141,9 +150,26 @@ class Planned:
 
     @property
     def output_name(self) -> str:
-        if self.outcome is None:
+        if self.outcome is None or self.keeps_tags:  # auditwheel --no-update-tags: the input's own name
             return self.wheel.path.name
         return self.wheel.name.with_platforms(list(self.outcome.platforms))[0].filename
+
+    @property
+    def keeps_tags(self) -> bool:
+        """auditwheel's --no-update-tags on a Linux wheel: file name and WHEEL stay as they came."""
+        return self.plan is not None and self.analysis is not None and _keeps_tags(self.analysis, self.plan)
+
+    @property
+    def compress_level(self) -> int | None:
+        """auditwheel's -z on a Linux wheel: every entry deflated anew at this level (None: as written)."""
+        if self.plan is None or self.analysis is None or self.analysis.adapter.os != "linux":
+            return None
+        return self.plan.options.tools.linux.zip_compression_level
+
+
+def _keeps_tags(analysis: Analysis, plan: Plan) -> bool:
+    """auditwheel's --no-update-tags applies (a Linux wheel's flag only)."""
+    return analysis.adapter.os == "linux" and not plan.options.tools.linux.update_tags
 
 
 @contextlib.contextmanager
@@ -183,6 +209,12 @@ def make_plan(analysis: Analysis, registry: Registry, options: RepairOptions) ->
     unvendoring = plan_unvendoring(analysis.tree, analysis.binaries, registry, analysis.distribution, options.exclude)
     plan = plan_links(analysis, registry, options, unvendoring)
     prove_stand_ins(analysis.adapter, analysis.tree, analysis.binaries, plan, unvendoring, options.library_path)
+    # the requirement's floor: the oldest release at hand that stands in too (or the vendored copy's)
+    oldest = oldest_stand_ins(analysis.adapter, analysis.tree, analysis.binaries, plan, unvendoring, registry,
+                              options.library_path)
+    floors = {**unvendoring.floors, **{k: min(v, unvendoring.floors.get(k, v)) for k, v in oldest.items()}}
+    if floors != unvendoring.floors:
+        plan = plan_links(analysis, registry, options, replace(unvendoring, floors=floors))
     return plan
 
 
@@ -196,13 +228,14 @@ def apply(analysis: Analysis, plan: Plan) -> Planned:
     if plan.options.install_hook:
         musl = any(p.startswith("musllinux_") for p in outcome.platforms)
         renamed |= install_hooks(tree, analysis.binaries, plan.runtime, plan.distribution,
-                                 libc=Libc.MUSL if musl else Libc.OTHER)
+                                 libc=Libc.MUSL if musl else Libc.OTHER, wheel=wheel)
     links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
     # what this repair vendored, and the copies an earlier repair (by any tool) left in place
     earlier = {*analysis.previous.vendored, *(b for b in analysis.binaries if is_vendored_path(b))}
     vendored = tuple(sorted({*outcome.vendored, *(v for v in earlier if (tree / v).is_file())}))
+    forget_requirements(tree / wheel.dist_info / "METADATA", [link.requirement for link in analysis.previous.links])
     provides = _write_dist_info(tree, wheel, plan.requirements, analysis.previous.provides, links, vendored,
-                                outcome.platforms)
+                                outcome.platforms, retag=not _keeps_tags(analysis, plan))
     return Planned(wheel, analysis, plan, outcome, links, vendored, provides)
 
 
@@ -275,8 +308,11 @@ def _write_dist_info(
     links: tuple[Link, ...],
     vendored: tuple[str, ...],
     platforms: tuple[str, ...],
+    *,
+    retag: bool = True,
 ) -> Provides | None:
-    """METADATA's Requires-Dist, the manifest, the WHEEL tags; signatures over the old RECORD go."""
+    """METADATA's Requires-Dist, the manifest, the WHEEL tags (unless not `retag`: auditwheel's
+    --no-update-tags leaves WHEEL as it is); signatures over the old RECORD go."""
     dist_info = tree / wheel.dist_info
     metadata = dist_info / "METADATA"
     metadata.write_text(
@@ -293,7 +329,8 @@ def _write_dist_info(
         (dist_info / MANIFEST_NAME).write_text(Manifest(provides, links, vendored).dumps(), encoding="utf-8")
     for signature in ("RECORD.jws", "RECORD.p7s"):  # invalid once any file changed
         (dist_info / signature).unlink(missing_ok=True)
-    _set_wheel_tags(dist_info / "WHEEL", wheel.name.with_platforms(list(platforms))[1])
+    if retag:
+        _set_wheel_tags(dist_info / "WHEEL", wheel.name.with_platforms(list(platforms))[1])
     return provides
 
 
@@ -334,15 +371,37 @@ def errors_name(wheel: Path) -> Iterator[None]:
 
 
 def read_manifest(tree: Path, dist_info: str, wheel: str) -> Manifest:
-    """The manifest an earlier repair or pack left in the tree, if any."""
+    """The manifest an earlier repair or pack left in the tree, if any, checked as the wheel's
+    own (see :func:`check_own_manifest`)."""
     path = tree / dist_info / MANIFEST_NAME
+    where = f"{wheel}: {dist_info}"  # (the errors name the manifest)
     if not path.is_file():
         return Manifest()
+    if path.stat().st_size > MAX_MANIFEST_SIZE:
+        raise InputWheelError(f"{where}/{MANIFEST_NAME} is larger than {MAX_MANIFEST_SIZE} bytes")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InputWheelError(f"{wheel}: {dist_info}/{MANIFEST_NAME} is not UTF-8 text") from None
-    return Manifest.loads(text, f"{wheel}: {dist_info}/{MANIFEST_NAME}")
+        raise InputWheelError(f"{where}/{MANIFEST_NAME} is not UTF-8 text") from None
+    manifest = Manifest.loads(text, where, InputWheelError)
+    check_own_manifest(manifest, tree, dist_info, where)
+    return manifest
+
+
+def check_own_manifest(manifest: Manifest, tree: Path, dist_info: str, where: str) -> None:
+    """What repair keeps of an earlier manifest must be this wheel's: the provider it says it is
+    (rewritten with its files' hashes) is this distribution at this version, and every file it
+    provides is a file of the wheel. (Its vendored paths and link binaries stay inside the wheel:
+    Manifest.loads checks that.)"""
+    if manifest.provides is None:
+        return
+    name, _, version = dist_info[: -len(".dist-info")].partition("-")  # checked against the file name and METADATA
+    check_owner(manifest.provides, name, version, where, InputWheelError)
+    for library in manifest.provides.libraries:
+        path = tree / library.path
+        if path.is_symlink() or not path.is_file():
+            what = "a directory" if path.is_dir() else "not a library file in the wheel"
+            raise InputWheelError(f"{where}: {MANIFEST_NAME} provides {library.path}, which is {what}")
 
 
 def _set_wheel_tags(wheel_file: Path, tag_lines: list[str]) -> None:

@@ -16,10 +16,14 @@ import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
 from sharewheel import symbols
 from sharewheel.adapters import BinaryInfo, PlatformAdapter, manylinux
 from sharewheel.errors import ProofError, SharewheelError
 from sharewheel.readers import elf as elf_reader
+from sharewheel.registry import Match, Provider, Registry
 from sharewheel.symbols import Neighbours, SymbolTable
 from sharewheel.unvendor import Unvendoring
 
@@ -47,14 +51,56 @@ def prove_stand_ins(
     sharewheel.symbols.lacking).
     """
     for (binary, needed), match in sorted(plan.matches.items(), key=lambda item: item[0]):
-        copy = unvendoring.reference(needed)
-        neighbours = functools.partial(_neighbours, adapter, tree, binaries, plan, binary, needed, search,
-                                       None if copy is None else tree / copy)
-        lacking = symbols.lacking(adapter.symbols(tree / binary), needed,
-                                  adapter.symbols(match.provider.file(match.library)), neighbours, interpreter_tables)
+        lacking = _lacking(adapter, tree, binaries, plan, unvendoring, search, binary, needed, match)
         if lacking:
             where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
             raise ProofError(symbols.describe_missing(binary, posixpath.basename(needed), where, lacking))
+
+
+def oldest_stand_ins(
+    adapter: PlatformAdapter,
+    tree: Path,
+    binaries: dict[str, BinaryInfo],
+    plan: Plan,
+    unvendoring: Unvendoring,
+    registry: Registry,
+    search: tuple[Path, ...] = (),
+) -> dict[str, Version]:
+    """For each provider linked (by canonical name), the oldest older release of its ABI series
+    among those found that passes the proof above for every library it stands in for: the
+    requirement's floor. A consumer built against 1.2.0 and repaired with 1.2.0 and 1.3.0 at hand
+    requires >=1.2.0, not >=1.3.0; one importing a symbol new in 1.3.0 requires >=1.3.0."""
+    linked: dict[str, list[tuple[str, str, Match]]] = {}
+    for (binary, needed), match in sorted(plan.matches.items(), key=lambda item: item[0]):
+        linked.setdefault(canonicalize_name(match.provider.distribution), []).append((binary, needed, match))
+    floors = {}
+    for name, matches in linked.items():
+        newest = max((match.provider for _, _, match in matches), key=lambda p: p.version)
+        for release in registry.older_releases(newest):
+            if all(_stands_in(adapter, tree, binaries, plan, unvendoring, search, binary, needed, match, release)
+                   for binary, needed, match in matches):
+                floors[name] = release.version
+                break
+    return floors
+
+
+def _stands_in(adapter: PlatformAdapter, tree: Path, binaries: dict[str, BinaryInfo], plan: Plan,
+               unvendoring: Unvendoring, search: tuple[Path, ...], binary: str, needed: str, match: Match,
+               release: Provider) -> bool:
+    """Whether `release` offers `match`'s library under the same unique name, lacking nothing."""
+    library = next((lib for lib in release.provides.libraries if lib.unique_name == match.library.unique_name), None)
+    return library is not None and not _lacking(adapter, tree, binaries, plan, unvendoring, search, binary, needed,
+                                                Match(release, library))
+
+
+def _lacking(adapter: PlatformAdapter, tree: Path, binaries: dict[str, BinaryInfo], plan: Plan,
+             unvendoring: Unvendoring, search: tuple[Path, ...], binary: str, needed: str, match: Match) -> list[str]:
+    """What `binary` imports from `needed` that `match`'s file does not export (see above)."""
+    copy = unvendoring.reference(needed)
+    neighbours = functools.partial(_neighbours, adapter, tree, binaries, plan, binary, needed, search,
+                                   None if copy is None else tree / copy)
+    return symbols.lacking(adapter.symbols(tree / binary), needed,
+                           adapter.symbols(match.provider.file(match.library)), neighbours, interpreter_tables)
 
 
 def _neighbours(

@@ -9,6 +9,11 @@ only when named with ``--provider``, since they never opted in to being linked t
 providers built for the consumer's OS and architecture are considered. Two distributions
 offering one library name is an error that names both: silently picking one would link
 consumers to an arbitrary library.
+
+A provider's manifest must speak for the wheel or installed distribution it is in (name and
+version, see :func:`sharewheel.manifest.check_owner`), and installed distributions are read only
+from sharewheel's own environment (:func:`sharewheel.plugin.own_path`): never from the directory
+`python -m sharewheel` runs in.
 """
 
 from __future__ import annotations
@@ -30,12 +35,21 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from sharewheel.abi import AbiPolicy, narrow, parse_version
+from sharewheel.config import MAX_CONFIG_SIZE, read_small_file
 from sharewheel.errors import ProviderError, SharewheelError
 from sharewheel.files import run_dir
-from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
+from sharewheel.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_SIZE,
+    Manifest,
+    ProvidedLibrary,
+    Provides,
+    check_owner,
+    read_installed,
+)
 from sharewheel.naming import library_key
 from sharewheel.platforms import PlatformKey, keys_of, system_of
-from sharewheel.plugin import LazyPlugins, Plugin, plugin_for
+from sharewheel.plugin import LazyPlugins, Plugin, own_path, plugin_for
 from sharewheel.runtime import Requirement as RuntimeRequirement
 from sharewheel.runtime import Strategy
 from sharewheel.wheelfile import InputWheel, platform_tags
@@ -61,15 +75,26 @@ class Provider:
         if library.path in self._files:  # already unpacked (its symbols were read): no second inflate
             shutil.copyfile(self._files[library.path], dest)
         elif self.source.is_file():
-            with zipfile.ZipFile(self.source) as zf, zf.open(library.path) as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            try:
+                with zipfile.ZipFile(self.source) as zf, zf.open(library.path) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            except (zipfile.BadZipFile, KeyError, EOFError) as e:  # (changed since it was read)
+                raise ProviderError(f"{self.origin}: cannot read {library.path} ({e})") from None
         else:
-            shutil.copyfile(self.source / library.path, dest)
+            shutil.copyfile(self.installed_file(library), dest)
+
+    def installed_file(self, library: ProvidedLibrary) -> Path:
+        """An installed provider's file, which its manifest listing it does not make exist."""
+        path = self.source / library.path
+        if not path.is_file():
+            raise ProviderError(f"{self.origin}: it provides {library.path}, which is not installed "
+                                f"({path} is {'a directory' if path.is_dir() else 'missing'})")
+        return path
 
     def file(self, library: ProvidedLibrary) -> Path:
         """The provided file on disk (installed, or unpacked once from the wheel), to read it."""
         if not self.source.is_file():
-            return self.source / library.path
+            return self.installed_file(library)
         if library.path not in self._files:
             where = Path(tempfile.mkdtemp(prefix="provided-", dir=run_dir())) / posixpath.basename(library.path)
             self.copy_library(library, where)
@@ -172,6 +197,13 @@ class Registry:
         """The provider of a needed library, matched by file name (Mach-O load commands are paths)."""
         return self._by_name.get(library_key(name))
 
+    def older_releases(self, provider: Provider) -> list[Provider]:
+        """The releases of `provider`'s distribution older than it in its ABI series (same policy,
+        same series: its libraries keep their unique names), oldest first."""
+        name, series = canonicalize_name(provider.distribution), provider.policy.series(provider.version)
+        return [p for p in self.providers if canonicalize_name(p.distribution) == name and p.version < provider.version
+                and p.provides.abi == provider.provides.abi and p.policy.series(p.version) == series]
+
     def distribution(self, name: str) -> Provider | None:
         """The newest release of a provider distribution."""
         wanted = canonicalize_name(name)
@@ -244,7 +276,8 @@ def _checked(provider: Provider) -> Provider:
 
 
 def read_provider_wheel(path: Path, plugins: Sequence[Plugin] = ()) -> Provider | None:
-    """The provider a wheel file carries, or None for a wheel that provides nothing."""
+    """The provider a wheel file carries, or None for a wheel that provides nothing; a manifest
+    must be this wheel's own (name and version) and list files of it."""
     with InputWheel.open(path, check_record=False) as wheel:
         member = f"{wheel.dist_info}/{MANIFEST_NAME}"
         if member not in wheel.zip.namelist():
@@ -257,18 +290,26 @@ def read_provider_wheel(path: Path, plugins: Sequence[Plugin] = ()) -> Provider 
                 # a third-party wheel's own defect, which pip installs regardless (seen on PyPI:
                 # scipy-openblas64 0.3.31.188.0 lists a stale size and hash for its libgfortran)
                 log.warning("%s; using it as a provider all the same", e)
-            pc_files = {n: wheel.read_text(n) for n in wheel.zip.namelist() if n.endswith(".pc")}
+            pc_files = {}
+            for info in wheel.zip.infolist():
+                if info.filename.endswith(".pc"):
+                    if info.file_size > MAX_CONFIG_SIZE:
+                        raise ProviderError(f"{path}: {info.filename} is larger than {MAX_CONFIG_SIZE} bytes")
+                    pc_files[info.filename] = wheel.read_text(info.filename)
             return _plugin_provider(
                 plugin, wheel.project_name, wheel.name.version, wheel.platforms, wheel.zip.namelist(),
                 pc_files, str(path), path,
             )
         wheel.check_record()
-        manifest = Manifest.loads(wheel.read_text(member), str(path))
+        if wheel.zip.getinfo(member).file_size > MAX_MANIFEST_SIZE:  # (zipfile inflates no more than that)
+            raise ProviderError(f"{path}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_SIZE} bytes")
+        manifest = Manifest.loads(wheel.read_text(member), str(path), ProviderError)
         if manifest.provides is None:
             return None
-        names = set(wheel.zip.namelist())
+        check_owner(manifest.provides, wheel.project_name, wheel.name.version, str(path), ProviderError)
+        files = {i.filename for i in wheel.zip.infolist() if not i.is_dir()}
         for library in manifest.provides.libraries:
-            if library.path not in names:
+            if library.path not in files:
                 raise ProviderError(f"{path}: the manifest lists {library.path}, which is not in the wheel")
         return _checked(Provider(manifest.provides, str(path), path))
 
@@ -293,14 +334,17 @@ def _from_paths(paths: Sequence[Path | str], plugins: Sequence[Plugin]) -> Itera
             yield provider
         elif _DISTRIBUTION_NAME.match(str(given)) and "/" not in str(given):
             yield _installed_by_name(str(given), plugins)
+        elif path.exists():  # a FIFO or a device (/dev/zero): never opened
+            raise ProviderError(f"--provider {given}: not a wheel file or a directory")
         else:
             raise ProviderError(f"--provider {given}: no such file or directory")
 
 
 def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str] | None = None) -> Provider:
-    """The provider an installed distribution is, packed or described by a plugin."""
-    found = list(importlib.metadata.distributions(name=name, path=list(path)) if path is not None
-                 else importlib.metadata.distributions(name=name))
+    """The provider an installed distribution is, packed or described by a plugin (in `path`,
+    default sharewheel's own environment)."""
+    found = [d for d in importlib.metadata.distributions(name=name, path=list(own_path() if path is None else path))
+             if d.metadata and canonicalize_name(d.metadata["Name"] or "") == canonicalize_name(name)]
     if not found:
         raise ProviderError(
             f"--provider {name}: no such file, directory or installed distribution "
@@ -317,22 +361,41 @@ def _installed_by_name(name: str, plugins: Sequence[Plugin], path: Sequence[str]
 
 def installed_platforms(dist: importlib.metadata.Distribution) -> list[str]:
     """The platform tags of the wheel a distribution was installed from (its WHEEL's Tag lines)."""
+    directory = getattr(dist, "_path", None)  # PathDistribution's dist-info: read as a small regular file
     try:
-        text = dist.read_text("WHEEL") or ""
+        if isinstance(directory, Path):
+            text = read_small_file(directory / "WHEEL", MAX_CONFIG_SIZE).decode("utf-8")
+        else:
+            text = dist.read_text("WHEEL") or ""
     except (OSError, UnicodeDecodeError):
         return []
     return platform_tags(text)
 
 
+def installed_identity(dist: importlib.metadata.Distribution) -> tuple[str, str, str]:
+    """(name, version, where) of an installed distribution, whose METADATA (unlike a wheel's)
+    nothing has checked: both go into requirements, so they must be a PEP 508 name and a PEP 440
+    version (`name @ https://...#` would be a direct-URL requirement)."""
+    where = str(dist.locate_file(""))
+    name = (dist.metadata["Name"] if dist.metadata else None) or ""
+    if not _DISTRIBUTION_NAME.match(name):
+        raise ProviderError(f"installed distribution in {where}: METADATA Name {name[:100]!r} is not a distribution "
+                            "name (PEP 508)")
+    version = dist.version or ""
+    parse_version(version, f"installed {name} in {where}: METADATA Version")
+    return name, version, where
+
+
 def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[Plugin]) -> Provider | None:
     """An installed distribution as a provider: by its manifest, else by a plugin; None if neither."""
-    where = str(dist.locate_file(""))
-    name = dist.metadata["Name"]
-    text = dist.read_text(MANIFEST_NAME)
+    name, version, where = installed_identity(dist)
+    origin = f"installed {name} in {where}"
+    text = read_installed(dist, origin, ProviderError)
     if text is not None:
-        manifest = Manifest.loads(text, f"installed {name} in {where}")
+        manifest = Manifest.loads(text, origin, ProviderError)
         if manifest.provides is not None:
-            return _checked(Provider(manifest.provides, f"installed {name} in {where}", Path(where)))
+            check_owner(manifest.provides, name, version, origin, ProviderError)
+            return _checked(Provider(manifest.provides, origin, Path(where)))
     plugin = plugin_for(name, plugins)
     if plugin is None:
         return None
@@ -340,10 +403,13 @@ def installed_provider(dist: importlib.metadata.Distribution, plugins: Sequence[
     files = [f.as_posix() for f in dist.files or ()]
     pc_files = {}
     for member in files:
-        if member.endswith(".pc") and Path(where, member).is_file():
-            pc_files[member] = Path(where, member).read_text(encoding="utf-8", errors="replace")
-    return _plugin_provider(plugin, name, dist.version, platforms, files, pc_files, f"installed {name} in {where}",
-                            Path(where))
+        if member.endswith(".pc") and ".." not in member.split("/") and Path(where, member).is_file():
+            try:
+                data = read_small_file(Path(where, member), MAX_CONFIG_SIZE)
+            except OSError as e:
+                raise ProviderError(f"{origin}: cannot read {member} ({e.strerror or e})") from None
+            pc_files[member] = data.decode("utf-8", errors="replace")
+    return _plugin_provider(plugin, name, version, platforms, files, pc_files, origin, Path(where))
 
 
 def _plugin_provider(
@@ -419,7 +485,7 @@ _INSTALLED: dict[tuple[str, ...], list[Provider]] = {}
 
 
 def _installed() -> list[Provider]:
-    """The installed sharewheel providers, read once per process for one sys.path."""
+    """The installed sharewheel providers, read once per process for one sys.path (see own_path)."""
     key = tuple(sys.path)
     if key not in _INSTALLED:
         _INSTALLED[key] = list(_read_installed())
@@ -427,16 +493,22 @@ def _installed() -> list[Provider]:
 
 
 def _read_installed() -> Iterable[Provider]:
+    """The distributions of sharewheel's own environment with a sharewheel.providers entry point
+    (the first of a name counts, as importlib.metadata.entry_points does)."""
     seen: set[str] = set()
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = entry_point.dist
-        if dist is None or canonicalize_name(dist.name) in seen:
+    for dist in importlib.metadata.distributions(path=own_path()):
+        key = canonicalize_name((dist.metadata["Name"] if dist.metadata else None) or "")
+        if not key or key in seen:
             continue
-        seen.add(canonicalize_name(dist.name))
-        text = dist.read_text(MANIFEST_NAME)
-        where = str(dist.locate_file(""))
+        seen.add(key)
+        if not dist.entry_points.select(group=ENTRY_POINT_GROUP):
+            continue
+        name, version, where = installed_identity(dist)
+        origin = f"installed {name} in {where}"
+        text = read_installed(dist, origin, ProviderError)
         if text is None:
-            raise ProviderError(f"installed {dist.name} in {where} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
-        manifest = Manifest.loads(text, f"installed {dist.name} in {where}")
+            raise ProviderError(f"{origin} has a {ENTRY_POINT_GROUP} entry point but no {MANIFEST_NAME}")
+        manifest = Manifest.loads(text, origin, ProviderError)
         if manifest.provides is not None:
-            yield _checked(Provider(manifest.provides, f"installed {dist.name} in {where}", Path(where)))
+            check_owner(manifest.provides, name, version, origin, ProviderError)
+            yield _checked(Provider(manifest.provides, origin, Path(where)))

@@ -9,21 +9,22 @@ instead of writing it (see sharewheel.plan).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sharewheel.errors import ConfigError, InputWheelError
 from sharewheel.manifest import Link
-from sharewheel.plan import Planned, RepairOptions, _NoProgress, planned
+from sharewheel.plan import Plan, Planned, RepairOptions, _NoProgress, planned
 from sharewheel.unvendor import describe_saved
 from sharewheel.wheelfile import InputWheel, bytes_to_write, copy_wheel, write_wheel
 
-__all__ = ["RepairOptions", "RepairReport", "repair_wheel", "writable_dir"]
+__all__ = ["RepairOptions", "RepairReport", "removed_if_left_empty", "repair_wheel", "writable_dir"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class RepairReport:
     staged: Path | None = None  # written here, for the caller to rename to `output`
     data: dict[str, Any] | None = None  # --dry-run: the plan as JSON data (sharewheel.show.plan_data)
     sources: dict[str, str] = field(default_factory=dict)  # vendored path → the file it was copied from
+    notices: tuple[str, ...] = ()  # the usage policies of linked providers this wheel is not listed in
+    files: tuple[str, ...] = ()  # pack --dry-run: the files the wheel would hold
 
     @classmethod
     def of(cls, done: Planned, out_dir: Path) -> RepairReport:
@@ -52,6 +55,7 @@ class RepairReport:
             done.wheel.path, out_dir / done.output_name, done.links, done.vendored, done.outcome.platforms,
             tuple(str(r) for r in plan.requirements), unvendoring.removed, unvendoring.saved,
             unvendoring.reasons(), dry_run=plan.options.dry_run, sources=dict(done.outcome.sources),
+            notices=usage_notices(plan),
         )
 
     def plan(self) -> list[str]:
@@ -71,7 +75,7 @@ class RepairReport:
         lines += [f"vendor {v}" + (f" (from {self.sources[v]})" if v in self.sources else "") + ": no provider offers it"
                   for v in self.vendored]
         lines += [f"require {r}" for r in self.requirements]
-        lines.append(f"tag {', '.join(self.platforms)}")
+        lines.append(f"tag {', '.join(sorted(self.platforms))}")
         return lines
 
     def summary(self) -> str:
@@ -80,7 +84,7 @@ class RepairReport:
         if self.pure:
             done = "already there" if os.path.realpath(self.input) == os.path.realpath(self.output) else "copied unchanged"
             return f"{self.output.name}: pure Python (platform any), nothing to repair; {done}"
-        linked = ", ".join(sorted({f"{l.original} -> {l.needed} ({l.provider} {l.version})" for l in self.links}))
+        linked = ", ".join(sorted({_linked(link) for link in self.links}))
         vendored = ", ".join(posixpath.basename(v) for v in self.vendored)
         removed = ""
         if self.unvendored:
@@ -88,8 +92,29 @@ class RepairReport:
             removed = f"; unvendored {names}, saving {describe_saved(self.saved)}"
         return (
             f"{self.output.name}: linked {linked or 'nothing'}; vendored {vendored or 'nothing'}"
-            f"{removed}; tagged {', '.join(self.platforms)}"
+            f"{removed}; tagged {', '.join(sorted(self.platforms))}"
         )
+
+
+def usage_notices(plan: Plan) -> tuple[str, ...]:
+    """What the maintainers of a linked provider ask of the projects depending on it at run time
+    (a plugin's usage policy), for each provider whose policy does not list this distribution:
+    linking is the consumer's choice, but it should be an informed one."""
+    notices = set()
+    for match in plan.matches.values():
+        plugin = match.provider.plugin
+        policy = plugin.usage_policy if plugin is not None else None
+        if policy is not None and not policy.allows(plan.distribution):
+            notices.add(f"{match.provider.distribution}: {policy.text} ({policy.url})")
+    return tuple(sorted(notices))
+
+
+def _linked(link: Link) -> str:
+    """One link for the summary: a binary built against the installed provider already asks for
+    the unique name, and is said to, instead of `X -> X`."""
+    if link.original == link.needed:
+        return f"{link.needed} (already the provider's name; {link.provider} {link.version})"
+    return f"{link.original} -> {link.needed} ({link.provider} {link.version})"
 
 
 def repair_wheel(
@@ -119,7 +144,7 @@ def repair_wheel(
         tree, unchanged = done.analysis.tree, done.analysis.unchanged
         progress.stage("writing", bytes_to_write(tree, unchanged, done.wheel.dist_info))
         write_wheel(tree, done.wheel.dist_info, (stage or out_dir) / output.name, unchanged=unchanged,
-                    progress=progress.advance)
+                    compress_level=done.compress_level, progress=progress.advance)
         progress.stage("", 0)
     return report if stage is None else replace(report, staged=stage / output.name)
 
@@ -146,6 +171,26 @@ def _copy_pure(
 
 _BINARY_SUFFIXES = (".so", ".dylib", ".pyd", ".dll", ".exe")
 _BINARY_MAGICS = (b"\x7fELF", b"\xfe\xed\xfa", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba", b"MZ")
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(out_dir: Path) -> Iterator[None]:
+    """Remove again the directories of `out_dir`'s path that did not exist before the block, if
+    it leaves them empty: a run that wrote nothing leaves no `-w` directory behind (one that
+    existed is kept, empty or not)."""
+    missing = []
+    for directory in (out_dir.absolute(), *out_dir.absolute().parents):
+        if os.path.lexists(directory):
+            break
+        missing.append(directory)
+    try:
+        yield
+    finally:
+        for directory in missing:  # the deepest first; one holding anything ends it
+            try:
+                directory.rmdir()
+            except OSError:
+                break
 
 
 def writable_dir(out_dir: Path) -> Path:

@@ -61,6 +61,8 @@ class ShowReport:
             lines.append(f"  repair refuses this wheel: {d['refusal']}")
         for requirement in d["requirements"]:
             lines.append(f"  requires {requirement}")
+        for notice in d.get("notices", ()):
+            lines.append(f"  note: {notice}")
         for copy in d["replaceable"]:
             lines.append(
                 f"  {copy['path']}: a vendored copy that {' or '.join(copy['distributions'])} could replace "
@@ -97,9 +99,10 @@ def plan_data(done: Planned, out_dir: Path, *, plugin_files: tuple[Path, ...] = 
     empty: dict[str, Any] = {"platforms": list(done.wheel.platforms), "links": [], "removed": [], "saved": 0,
                              "vendored": [], "vendored_from": {}, "refusal": None, "requirements": [],
                              "binaries": {}, "provides": None,
-                             "replaceable": []}
+                             "replaceable": [], "notices": []}
     if done.pure or done.plan is None or done.outcome is None or done.analysis is None:
         return {**data, **empty}
+    from sharewheel.repair import usage_notices  # (repair imports this module)
     plan, outcome = done.plan, done.outcome
     unvendoring = plan.unvendoring
     replaced = {unvendoring.copies[k]: m for k, m in unvendoring.replaced.items()}
@@ -135,6 +138,7 @@ def plan_data(done: Planned, out_dir: Path, *, plugin_files: tuple[Path, ...] = 
         "binaries": binaries,
         "provides": _provides(done.provides),
         "replaceable": _replaceable(done, plugin_files),
+        "notices": list(usage_notices(plan)),  # linked providers' usage policies (sharewheel.plugin)
     }
 
 

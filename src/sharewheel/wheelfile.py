@@ -3,8 +3,10 @@
 Reading validates everything a later step would otherwise trip over with a traceback: the
 file name, the zip structure, entry names that could escape the extraction directory, the
 dist-info directory, WHEEL tags against the file name, and RECORD (names, sizes, hashes, via
-pypa/installer, exactly as pip checks it). Writing regenerates RECORD, orders entries
-canonically (dist-info last, RECORD last), stamps every entry with one time
+pypa/installer, exactly as pip checks it). Every check is linear in the size of the wheel, and
+what the wheel controls is bounded before anything is parsed or read into memory (the limits
+below): a small hostile wheel cannot cost minutes or gigabytes. Writing regenerates RECORD,
+orders entries canonically (dist-info last, RECORD last), stamps every entry with one time
 (SOURCE_DATE_EPOCH when set) and renames the finished file into place atomically.
 """
 
@@ -17,11 +19,14 @@ import email.parser
 import hashlib
 import io
 import os
+import posixpath
+import re
 import shutil
 import stat
 import struct
 import threading
 import time
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -44,7 +49,32 @@ from sharewheel.files import digest_of, replacing
 
 #: What zipfile raises for damaged entries (bad CRC, bad deflate data, sizes that lie).
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, RuntimeError, NotImplementedError)
-_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+#: Only stored and deflated entries (what every wheel builder writes): zipfile inflates a bzip2 or
+#: LZMA entry a whole read at a time, unbounded (4 KB of bzip2 can be 3 GB), before any budget applies.
+_COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_COMPRESSION_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}
+
+# What a wheel may make sharewheel do, bounded before it is done (README, "Errors and limits").
+# The largest wheels on PyPI hold some 20,000 entries with names under 300 bytes, 20 deep.
+MAX_ENTRIES = 200_000
+#: zipfile reads the central directory whole, and makes an object of every entry in it.
+MAX_CENTRAL_DIRECTORY = 64 * 1024**2
+#: zipfile's extra-field parser copies the rest of the field for each record in it (quadratic);
+#: real entries carry two or three (zip64 sizes, timestamps, Unicode path).
+MAX_EXTRA_RECORDS = 16
+#: An entry name, in bytes as stored (or characters once decoded), and each of its parts: a
+#: longer part cannot be a file name on Linux, macOS or Windows (NAME_MAX).
+MAX_NAME_LENGTH = 1024
+MAX_NAME_PART = 255
+#: Levels (directories and the file) an entry name may nest: the tree is walked recursively.
+MAX_DEPTH = 128
+#: Tags a file name or WHEEL expands to (`a.b-c.d-e.f` is eight): compressed tag sets multiply.
+MAX_TAGS = 1024
+#: Files read whole into memory (WHEEL, METADATA, sharewheel.json, .pc files, ...), RECORD apart.
+MAX_TEXT_SIZE = 16 * 1024**2
+_READ_LIMITS = {"RECORD": 64 * 1024**2, "WHEEL": 1024**2}
+# What str.splitlines (installer's reading of RECORD) breaks lines at.
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 #: Refuse wheels whose entries unpack to more than this many bytes (a zip bomb guard).
 #: Override with the SHAREWHEEL_MAX_UNPACKED_SIZE environment variable (bytes).
@@ -57,9 +87,47 @@ def max_unpacked_size() -> int:
     if value is None:
         return DEFAULT_MAX_UNPACKED_SIZE
     try:
-        return int(value)
+        limit = int(value)
     except ValueError:
-        raise ConfigError(f"SHAREWHEEL_MAX_UNPACKED_SIZE={value!r} is not a number of bytes") from None
+        limit = -1
+    if limit < 0:
+        raise ConfigError(f"SHAREWHEEL_MAX_UNPACKED_SIZE={shown(value)} is not a number of bytes") from None
+    return limit
+
+
+def shown(text: str, limit: int = 120) -> str:
+    """`text` quoted for an error line: control characters escaped, and cut to `limit`
+    characters (a 64 KB entry name is not echoed back)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _short(error: object, limit: int = 300) -> str:
+    """An exception's text (zipfile's and installer's quote entry names) for an error line."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def name_key(name: str) -> str:
+    """What makes two entry names one file once installed: case (macOS and Windows ignore it),
+    Unicode normalisation (macOS ignores it: NFC and NFD are one name) and `.` or empty parts."""
+    return unicodedata.normalize("NFC", "/".join(_parts(name))).lower()
+
+
+def _parts(name: str) -> list[str]:
+    return [part for part in name.split("/") if part not in ("", ".")]
+
+
+def _tag_count(tags: str) -> int:
+    """How many tags `interpreters-abis-platforms` expands to, without expanding them."""
+    parts = tags.split("-")
+    if len(parts) != 3:
+        return 1
+    count = 1
+    for part in parts:
+        count *= part.count(".") + 1
+    return count
 
 
 @dataclass(frozen=True)
@@ -73,10 +141,13 @@ class WheelName:
 
     @classmethod
     def parse(cls, filename: str) -> WheelName:
+        count = _tag_count("-".join(filename.removesuffix(".whl").split("-")[-3:]))
+        if count > MAX_TAGS:
+            raise InputWheelError(f"{shown(filename)}: its tags expand to {count}, more than the {MAX_TAGS} sharewheel reads")
         try:
             _, version, build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as e:
-            raise InputWheelError(f"{filename}: not a wheel file name ({e})") from None
+            raise InputWheelError(f"{filename}: not a wheel file name ({_short(e)})") from None
         build_text = "".join(str(part) for part in build) if build else ""
         return cls(filename.split("-")[0], str(version), build_text, frozenset(tags))
 
@@ -114,21 +185,78 @@ def platform_tags(wheel_text: str) -> list[str]:
     return sorted({p for tag in wheel_tags(wheel_text) for p in tag.rsplit("-", 1)[-1].split(".")})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _unsafe_name_reason(name: str) -> str | None:
     if not name:
         return "has an empty name"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"has a name of {len(name)} characters, more than the {MAX_NAME_LENGTH} sharewheel reads"
+    if _CONTROL.search(name):
+        return "contains a control character"
     if "\\" in name:
         return "contains a backslash"
     if name.startswith("/"):
         return "is an absolute path"
     if len(name) > 1 and name[1] == ":":
         return "starts with a drive letter"
-    parts = PurePosixPath(name).parts
+    parts = name.split("/")
     if ".." in parts:
         return "climbs out with '..'"
-    if "\0" in name:
-        return "contains a NUL byte"
+    kept = _parts(name)
+    if not kept:
+        return "names no file"
+    if len(kept) > MAX_DEPTH:
+        return f"is {len(kept)} levels deep, more than the {MAX_DEPTH} sharewheel reads"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_PART for part in kept):
+        return f"has a part longer than {MAX_NAME_PART} bytes, which no file system takes"
     return None
+
+
+def _check_directory(path: Path) -> None:
+    """Bound the zip's central directory before zipfile parses it: its size, its number of
+    entries, each name's length and each extra field's number of records. zipfile's own
+    end-of-directory reader finds it, so both see the same directory; anything malformed is
+    left for zipfile to report."""
+    with open(path, "rb") as fp:
+        try:
+            end = zipfile._EndRecData(fp)  # type: ignore[attr-defined]
+        except OSError:
+            return
+        if not end:
+            return
+        size, offset = end[zipfile._ECD_SIZE], end[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+        if size > MAX_CENTRAL_DIRECTORY:
+            raise InputWheelError(
+                f"{path}: its zip directory is {size} bytes, more than the {MAX_CENTRAL_DIRECTORY} sharewheel reads"
+            )
+        concat = end[zipfile._ECD_LOCATION] - size - offset  # type: ignore[attr-defined]
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
+            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+        if offset + concat < 0:
+            return
+        fp.seek(offset + concat)
+        data = fp.read(size)
+    position = count = 0
+    while position + 46 <= len(data) and data[position:position + 4] == b"PK\x01\x02":
+        count += 1
+        if count > MAX_ENTRIES:
+            raise InputWheelError(f"{path}: has more than {MAX_ENTRIES} entries, more than sharewheel reads")
+        name_length, extra_length, comment_length = struct.unpack_from("<HHH", data, position + 28)
+        start = position + 46
+        if name_length > MAX_NAME_LENGTH:
+            name = data[start:start + name_length].decode("utf-8", "replace")
+            raise InputWheelError(f"{path}: entry {shown(name)} has a name of {name_length} bytes, "
+                                  f"more than the {MAX_NAME_LENGTH} sharewheel reads")
+        extra, at, records = data[start + name_length:start + name_length + extra_length], 0, 0
+        while at + 4 <= len(extra):
+            records += 1
+            if records > MAX_EXTRA_RECORDS:
+                name = data[start:start + name_length].decode("utf-8", "replace")
+                raise InputWheelError(f"{path}: entry {shown(name)} has more than {MAX_EXTRA_RECORDS} extra fields")
+            at += 4 + struct.unpack_from("<H", extra, at + 2)[0]
+        position = start + name_length + extra_length + comment_length
 
 
 class InputWheel:
@@ -142,6 +270,7 @@ class InputWheel:
         self.project_name = name.distribution  # replaced by METADATA's Name once it is checked
         self._rows: dict[str, tuple[str, str]] = {}  # RECORD as read: name → (hash, size)
         self._record: dict[str, Any] = {}  # the same as installer's RecordEntry, once RECORD is checked
+        self._record_cache: str | None = None
 
     @classmethod
     @contextmanager
@@ -150,9 +279,10 @@ class InputWheel:
             raise InputWheelError(f"{path}: no such file")
         name = WheelName.parse(path.name)
         try:
+            _check_directory(path)
             zf = zipfile.ZipFile(path)
-        except (*_ZIP_ERRORS, UnicodeDecodeError) as e:  # also undecodable names, unknown zip versions
-            raise InputWheelError(f"{path}: not a zip file sharewheel can read ({e})") from None
+        except (*_ZIP_ERRORS, UnicodeDecodeError, struct.error) as e:  # also undecodable names, unknown zip versions
+            raise InputWheelError(f"{path}: not a zip file sharewheel can read ({_short(e)})") from None
         try:
             wheel = cls(path, name, zf, cls._check_entries(path, zf, name))
             wheel._check_dist_info()
@@ -164,37 +294,50 @@ class InputWheel:
 
     @staticmethod
     def _check_entries(path: Path, zf: zipfile.ZipFile, name: WheelName) -> str:
+        """Every entry name safe to unpack and one file once installed anywhere (no two equal but
+        for case, Unicode normalisation or `.` parts; no file that is also a directory), the
+        declared sizes within the budget. Linear: directories are a tree of parts, not a set of
+        every prefix of every name."""
         seen: dict[str, str] = {}
-        files: set[str] = set()
-        directories: set[str] = set()
+        nodes: dict[tuple[int, str], int] = {}  # (parent node, part) → node; 0 is the root
+        files: set[int] = set()
+        directories: set[int] = set()
         total = 0
         limit = max_unpacked_size()
         try:
             infos = zf.infolist()
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            raise InputWheelError(f"{path}: unreadable zip directory ({e})") from None
+            raise InputWheelError(f"{path}: unreadable zip directory ({_short(e)})") from None
+        if len(infos) > MAX_ENTRIES:
+            raise InputWheelError(f"{path}: has {len(infos)} entries, more than the {MAX_ENTRIES} sharewheel reads")
         for info in infos:
-            reason = _unsafe_name_reason(info.filename)
+            entry = shown(info.orig_filename)
+            reason = _unsafe_name_reason(info.orig_filename)
             if reason:
-                raise InputWheelError(f"{path}: entry {info.filename!r} {reason}")
+                raise InputWheelError(f"{path}: entry {entry} {reason}")
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise InputWheelError(f"{path}: entry {info.filename!r} is a symbolic link")
+                raise InputWheelError(f"{path}: entry {entry} is a symbolic link")
             if info.flag_bits & 0x1:
-                raise InputWheelError(f"{path}: entry {info.filename!r} is encrypted")
+                raise InputWheelError(f"{path}: entry {entry} is encrypted")
             if info.compress_type not in _COMPRESSIONS:
-                raise InputWheelError(f"{path}: entry {info.filename!r} uses unknown compression method {info.compress_type}")
-            key = info.filename.rstrip("/").lower()
-            parents = {str(p) for p in PurePosixPath(key).parents}
-            if parents & files or (not info.is_dir() and key in directories):
-                raise InputWheelError(f"{path}: entry {info.filename!r} and another entry are a file and a directory of one name")
-            directories |= parents
-            if not info.is_dir():
-                files.add(key)
+                method = _COMPRESSION_NAMES.get(info.compress_type, f"unknown compression method {info.compress_type}")
+                raise InputWheelError(f"{path}: entry {entry} uses {method}; sharewheel reads stored and deflated entries")
+            key = name_key(info.filename)
             if key in seen:
-                other = seen[key]
-                what = "is duplicated" if other == info.filename else f"differs only in case from {other!r}"
-                raise InputWheelError(f"{path}: entry {info.filename!r} {what}")
+                raise InputWheelError(f"{path}: entry {entry} {_same_file(info.filename, seen[key])}")
             seen[key] = info.filename
+            parts = key.split("/")
+            node = 0
+            for depth, part in enumerate(parts, 1):
+                node = nodes.setdefault((node, part), len(nodes) + 1)
+                if depth < len(parts) or info.is_dir():
+                    conflict = node in files
+                    directories.add(node)
+                else:
+                    conflict = node in directories
+                    files.add(node)
+                if conflict:
+                    raise InputWheelError(f"{path}: entry {entry} and another entry are a file and a directory of one name")
             total += info.file_size
             if total > limit:
                 raise InputWheelError(
@@ -204,48 +347,59 @@ class InputWheel:
             n.split("/")[0] for n in seen.values() if n.split("/")[0].endswith(".dist-info") and "/" in n
         }
         if len(top_dist_infos) != 1:
-            found = ", ".join(sorted(top_dist_infos)) or "none"
+            found = _short(", ".join(sorted(top_dist_infos)) or "none")
             raise InputWheelError(f"{path}: not a wheel: expected one .dist-info directory, found {found}")
         dist_info = top_dist_infos.pop()
         dist, _, version = dist_info[: -len(".dist-info")].partition("-")
         if canonicalize_name(dist) != canonicalize_name(name.distribution) or version != name.version:
-            raise InputWheelError(f"{path}: {dist_info} does not match the file name")
+            raise InputWheelError(f"{path}: {shown(dist_info)} does not match the file name")
+        for info in infos:  # what is read whole into memory (declared sizes: zipfile never yields more)
+            member = info.filename
+            if member.startswith(f"{dist_info}/") or posixpath.basename(member).startswith(".load-order-"):
+                _check_readable(path, info)
         return dist_info
 
     def _check_dist_info(self) -> None:
         wheel_text = self.read_text(f"{self.dist_info}/WHEEL")
         headers = email.parser.Parser().parsestr(wheel_text)
+        count = sum(_tag_count(line) for line in wheel_tags(wheel_text))
+        if count > MAX_TAGS:
+            raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL's tags expand to {count}, "
+                                  f"more than the {MAX_TAGS} sharewheel reads")
         wheel_version = (headers.get("Wheel-Version") or "").strip()
         major = wheel_version.split(".")[0]
         if not wheel_version:
             raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has no Wheel-Version")
         if not major.isdigit() or not all(p.isdigit() for p in wheel_version.split(".")) or int(major) != 1:
-            raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {wheel_version!r}; only 1.x wheels can be read")
+            raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has Wheel-Version {shown(wheel_version)}; "
+                                  "only 1.x wheels can be read")
         declared: set[Tag] = set()
         for line in wheel_tags(wheel_text):
             try:
                 declared |= parse_tag(line)
             except InvalidTag:
-                raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has a malformed Tag line {line!r}") from None
+                raise InputWheelError(f"{self.path}: {self.dist_info}/WHEEL has a malformed Tag line {shown(line)}") from None
         if declared != set(self.name.tags):
-            in_file = ", ".join(sorted(str(t) for t in declared)) or "none"
+            in_file = _short(", ".join(sorted(str(t) for t in declared)) or "none")
             raise InputWheelError(
                 f"{self.path}: the file name's tags disagree with the WHEEL file's Tag lines ({in_file})"
             )
-        from packaging.metadata import parse_email
-
-        raw, _ = parse_email(self.read_text(f"{self.dist_info}/METADATA"))  # packaging's reading of METADATA
-        meta_name = raw.get("name")
+        # as packaging's parse_email reads Name and Version (one header each, else none), without
+        # its loop over every header name that scans every header (quadratic in their number)
+        metadata = email.parser.Parser().parsestr(self.read_text(f"{self.dist_info}/METADATA"))
+        names, versions = metadata.get_all("Name") or [], metadata.get_all("Version") or []
+        meta_name = names[0] if len(names) == 1 else None
         self.project_name = (meta_name or "").strip() or self.name.distribution  # as its author spells it
         if not meta_name or canonicalize_name(meta_name) != canonicalize_name(self.name.distribution):
-            raise InputWheelError(f"{self.path}: METADATA Name {meta_name!r} does not match the file name")
-        meta_version = (raw.get("version") or "").strip()
+            raise InputWheelError(f"{self.path}: METADATA Name {shown(meta_name) if meta_name else None} "
+                                  "does not match the file name")
+        meta_version = (versions[0] if len(versions) == 1 else "").strip()
         try:
             same = Version(meta_version) == Version(self.name.version)
         except InvalidVersion:
             same = False
         if not same:
-            raise InputWheelError(f"{self.path}: METADATA Version {meta_version!r} does not match the file name")
+            raise InputWheelError(f"{self.path}: METADATA Version {shown(meta_version)} does not match the file name")
 
     def check_record(self) -> None:
         """RECORD's rows, names and sizes (hashes are checked as entries are read)."""
@@ -256,17 +410,20 @@ class InputWheel:
         from installer.records import InvalidRecordEntry, RecordEntry
         from installer.sources import WheelFile
 
+        if f"{self.dist_info}/RECORD" in self.zip.NameToInfo:
+            self._record_text()  # its lines counted before installer parses them
         try:
             WheelFile(self.zip).validate_record(validate_contents=False)
         except (ValueError, InstallerError, InvalidRecordEntry) as e:  # one error listing every issue
             issues = getattr(e, "issues", None) or [str(e)]
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-            raise InputWheelError(f"{self.path}: RECORD does not match the wheel: {issues[0]}{more}") from None
+            issue = _short(str(issues[0]).removeprefix(f"In {self.zip.filename}, "))
+            raise InputWheelError(f"{self.path}: RECORD does not match the wheel: {issue}{more}") from None
         self._rows = self._record_rows()
         self._record = {name: RecordEntry.from_elements(name, digest, size) for name, (digest, size) in self._rows.items()}
         missing = sorted(set(self._record) - set(self.zip.namelist()))
         if missing:
-            raise InputWheelError(f"{self.path}: RECORD lists {missing[0]}, which is not in the wheel")
+            raise InputWheelError(f"{self.path}: RECORD lists {shown(missing[0])}, which is not in the wheel")
         for info in self.zip.infolist():
             entry = self._record.get(info.filename)
             if entry is not None and entry.size is not None and entry.size != info.file_size:
@@ -279,8 +436,8 @@ class InputWheel:
         """The hash RECORD uses for `name` (sha256 for a row without one: nothing to compare)."""
         entry = self._record.get(name)
         algorithm = entry.hash_.name if entry is not None and entry.hash_ is not None else "sha256"
-        if algorithm not in hashlib.algorithms_available:
-            raise InputWheelError(f"{self.path}: RECORD uses the unknown hash {algorithm} for {name}")
+        if algorithm not in hashlib.algorithms_available or algorithm.startswith("shake_"):  # (no fixed length)
+            raise InputWheelError(f"{self.path}: RECORD uses the unknown hash {shown(algorithm)} for {name}")
         return algorithm
 
     def _verified(self, name: str, value: str) -> None:
@@ -292,17 +449,21 @@ class InputWheel:
             raise InputWheelError(f"{self.path}: RECORD does not match the wheel: the hash of {name} differs")
 
     def read(self, member: str) -> bytes:
+        """An entry's content, hash checked; only entries small enough to hold in memory."""
         from installer.utils import copyfileobj_with_hashing
 
         try:
-            data = self.zip.read(member)
+            info = self.zip.getinfo(member)
+            _check_readable(self.path, info)
+            with self.zip.open(info) as f:  # read(size) inflates at most that much, whatever the entry holds
+                data = f.read(info.file_size)
             value, _ = copyfileobj_with_hashing(io.BytesIO(data), io.BytesIO(), self._algorithm(member))
             self._verified(member, value)
             return data
         except KeyError:
             raise InputWheelError(f"{self.path}: no {member} in the wheel") from None
         except _ZIP_ERRORS as e:
-            raise InputWheelError(f"{self.path}: entry {member} is corrupt ({e})") from None
+            raise InputWheelError(f"{self.path}: entry {member} is corrupt ({_short(e)})") from None
 
     def read_text(self, member: str) -> str:
         try:
@@ -376,28 +537,69 @@ class InputWheel:
             with zf.open(info) as src, open(target, "wb") as out:
                 value, _ = copyfileobj_with_hashing(src, budget.writer(out), self._algorithm(info.filename))
         except _ZIP_ERRORS as e:
-            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({_short(e)})") from None
         self._verified(info.filename, value)
         mode = (info.external_attr >> 16) & 0o777
         target.chmod(0o755 if mode & 0o111 else 0o644)
         return _stamp(target)
 
+    def _record_text(self) -> str:
+        """RECORD, read once; no more lines than the wheel has entries (and a line break each):
+        installer splits it into lines and maps every row before it checks one."""
+        if self._record_cache is None:
+            member = f"{self.dist_info}/RECORD"
+            try:
+                info = self.zip.getinfo(member)
+                _check_readable(self.path, info)
+                with self.zip.open(info) as f:
+                    text = f.read(info.file_size).decode("utf-8")
+            except (KeyError, UnicodeDecodeError, *_ZIP_ERRORS) as e:
+                raise InputWheelError(f"{self.path}: unreadable RECORD ({_short(e)})") from None
+            lines = sum(text.count(c) for c in _LINE_BREAKS)
+            if lines > 2 * len(self.zip.filelist) + 2:
+                raise InputWheelError(
+                    f"{self.path}: RECORD has {lines} line breaks for {len(self.zip.filelist)} entries"
+                )
+            self._record_cache = text
+        return self._record_cache
+
     def _record_rows(self) -> dict[str, tuple[str, str]]:
-        from installer.records import parse_record_file
+        from installer.records import InvalidRecordEntry, parse_record_file
 
         try:
-            text = self.zip.read(f"{self.dist_info}/RECORD").decode("utf-8")
-        except (KeyError, UnicodeDecodeError, *_ZIP_ERRORS) as e:
-            raise InputWheelError(f"{self.path}: unreadable RECORD ({e})") from None
-        return {path: (digest, size) for path, digest, size in parse_record_file(text.splitlines())}
+            return {path: (digest, size) for path, digest, size in parse_record_file(self._record_text().splitlines())}
+        except InvalidRecordEntry as e:
+            raise InputWheelError(f"{self.path}: unreadable RECORD ({_short(e)})") from None
 
-    def starts_with(self, info: zipfile.ZipInfo, prefixes: tuple[bytes, ...]) -> bool:
-        """Whether the entry's content starts with one of `prefixes` (reads only its first bytes)."""
+    def starts_with(self, info: zipfile.ZipInfo, prefixes: tuple[bytes, ...], size: int = 8) -> bool:
+        """Whether the entry's content starts with one of `prefixes` (reads only its first `size` bytes)."""
         try:
             with self.zip.open(info) as f:
-                return f.read(8).startswith(prefixes)
+                return f.read(size).startswith(prefixes)
         except _ZIP_ERRORS as e:
-            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({e})") from None
+            raise InputWheelError(f"{self.path}: entry {info.filename} is corrupt ({_short(e)})") from None
+
+
+def _check_readable(path: Path, info: zipfile.ZipInfo) -> None:
+    """An entry sharewheel reads whole into memory must be small enough to."""
+    limit = _READ_LIMITS.get(posixpath.basename(info.filename), MAX_TEXT_SIZE)
+    if info.file_size > limit:
+        raise InputWheelError(f"{path}: {shown(info.filename)} is {info.file_size} bytes, more than the {limit} "
+                              "sharewheel reads into memory")
+
+
+def _same_file(name: str, other: str) -> str:
+    """Why `name` and `other`, of one name_key, are one file."""
+    if name.rstrip("/") == other.rstrip("/"):
+        return "is duplicated"
+    plain, plain_other = "/".join(_parts(name)), "/".join(_parts(other))
+    if plain == plain_other:
+        return f"is {shown(other)} again, but for '.' or empty parts"
+    if plain.lower() == plain_other.lower():
+        return f"differs only in case from {shown(other)}"
+    if unicodedata.normalize("NFC", plain) == unicodedata.normalize("NFC", plain_other):
+        return f"differs only in Unicode normalisation (NFC/NFD) from {shown(other)}"
+    return f"differs only in case and Unicode normalisation from {shown(other)}"
 
 
 _PARALLEL_MIN = 1 << 20  # entries this large are inflated on a thread pool
@@ -451,19 +653,26 @@ def _canonical_order(names: Iterable[str], dist_info: str) -> list[str]:
     return [*body, *meta, record]
 
 
-def _timestamp() -> tuple[int, int, int, int, int, int]:
+_ZIP_FIRST, _ZIP_LAST = 315532800, 4354819199  # 1980-01-01 and 2107-12-31 23:59:59, the dates a zip can store
+
+
+def zip_timestamp() -> tuple[int, int, int, int, int, int]:
+    """The time every entry written is stamped with: SOURCE_DATE_EPOCH (dates before 1980
+    become 1980, as zip has none earlier), else now."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     try:
         seconds = int(epoch) if epoch else int(time.time())
     except ValueError:
-        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch!r} is not a number of seconds") from None
-    seconds = max(seconds, 315532800)  # zip cannot store dates before 1980
-    return time.gmtime(seconds)[:6]
+        raise ConfigError(f"SOURCE_DATE_EPOCH={shown(epoch or '')} is not a number of seconds") from None
+    if seconds > _ZIP_LAST:
+        raise ConfigError(f"SOURCE_DATE_EPOCH={shown(epoch or '')} is after 2107-12-31, the last date a zip can store")
+    return time.gmtime(max(seconds, _ZIP_FIRST))[:6]
+
 
 
 def write_wheel(
     tree: Path, dist_info: str, out_path: Path, *, unchanged: Unchanged | None = None, compress: bool = True,
-    progress: Callable[[int], None] | None = None,
+    compress_level: int | None = None, progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Zip `tree` into `out_path` with a fresh RECORD; the file appears whole or not at all.
 
@@ -471,7 +680,9 @@ def write_wheel(
     `tree`, and those extracted but not written to since) are copied still compressed, their
     RECORD rows kept: a repair that edits a few files of a 1 GB wheel neither inflates nor
     deflates the rest, binaries included. `progress` is told the bytes read as they are (file
-    sizes, compressed sizes of copied entries): see `bytes_to_write`.
+    sizes, compressed sizes of copied entries): see `bytes_to_write`. With `compress_level`
+    (auditwheel's -z) every entry is deflated at that level, the copied ones inflated and
+    deflated anew: the level is a promise about the whole file, as auditwheel's dir2zip keeps it.
     """
     for path in tree.rglob("*"):
         if path.is_symlink():
@@ -490,14 +701,17 @@ def write_wheel(
     writer.writerow(RecordEntry(names[-1], None, None).to_row())
     (tree / names[-1]).write_text(rows.getvalue(), encoding="utf-8")
 
-    date_time = _timestamp()
+    date_time = zip_timestamp()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     check = None if unchanged is None else unchanged.wait_check  # nothing is committed from an input whose RECORD lies
     with replacing(out_path, before_commit=check) as raw, zipfile.ZipFile(raw, "w") as zf:
         for name in names:
             if name in copied:
                 assert unchanged is not None
-                _copy_raw(unchanged.zip, copied[name], zf, date_time)
+                if compress_level is None:
+                    _copy_raw(unchanged.zip, copied[name], zf, date_time)
+                else:
+                    _recompress(unchanged.zip, copied[name], zf, date_time, compress_level)
                 if progress is not None:
                     progress(copied[name].compress_size)
                 continue
@@ -506,6 +720,8 @@ def write_wheel(
             executable = source.stat().st_mode & 0o111
             info.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
             info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            if compress_level is not None:
+                _deflate_at(info, compress_level)
             big = source.stat().st_size >= zipfile.ZIP64_LIMIT
             with open(source, "rb") as src, zf.open(info, "w", force_zip64=big) as dst:
                 while chunk := src.read(_CHUNK):
@@ -586,6 +802,40 @@ class Unchanged:
                     raise InputWheelError(f"{where}: RECORD does not match the wheel: the hash of {name} differs")
 
 
+def _deflate_at(info: zipfile.ZipInfo, level: int) -> None:
+    """Have `info` written deflated at zlib `level` (what ZipFile.writestr's compresslevel sets,
+    for entries streamed through ZipFile.open)."""
+    info.compress_type = zipfile.ZIP_DEFLATED
+    if hasattr(info, "compress_level"):  # Python >= 3.13
+        info.compress_level = level
+    else:
+        info._compresslevel = level  # type: ignore[attr-defined]
+
+
+def _recompress(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile,
+                date_time: tuple[int, int, int, int, int, int], level: int) -> None:
+    """Append `info`'s data to `target` deflated at `level`, streamed (its CRC checked on the way)."""
+    copy = zipfile.ZipInfo(info.filename, date_time)
+    executable = (info.external_attr >> 16) & 0o111
+    copy.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+    _deflate_at(copy, level)
+
+    def read(src: Any) -> bytes:
+        try:
+            chunk: bytes = src.read(_CHUNK)
+            return chunk
+        except _ZIP_ERRORS as e:  # (only reading: a write error is the output's, not the input's)
+            raise InputWheelError(f"{source.filename}: entry {info.filename} is corrupt ({_short(e)})") from None
+
+    try:
+        src = source.open(info)
+    except _ZIP_ERRORS as e:
+        raise InputWheelError(f"{source.filename}: entry {info.filename} is corrupt ({_short(e)})") from None
+    with src, target.open(copy, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as dst:
+        while chunk := read(src):
+            dst.write(chunk)
+
+
 def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile,
               date_time: tuple[int, int, int, int, int, int]) -> None:
     """Append `info`'s compressed bytes to `target` under a fresh header.
@@ -597,7 +847,7 @@ def _copy_raw(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.Zi
     assert fp is not None and target.fp is not None
     fp.seek(info.header_offset)
     header = fp.read(30)
-    if header[:4] != b"PK\x03\x04":
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
         raise InputWheelError(f"{source.filename}: entry {info.filename} has a corrupt local header")
     name_length, extra_length = struct.unpack("<HH", header[26:30])
     fp.seek(info.header_offset + 30 + name_length + extra_length)

@@ -95,9 +95,12 @@ class PlatformAdapter(Protocol):
 
 
 def scan_binaries(
-    tree: Path, read: Callable[[Path], BinaryInfo | None], named_like: tuple[str, ...], kind: str
+    tree: Path, read: Callable[[Path], BinaryInfo | None], named_like: tuple[str, ...], kind: str, *,
+    other: Callable[[Path], bool] | None = None,
 ) -> dict[str, BinaryInfo]:
-    """Every binary under `tree` that `read` recognises; a file named like one that is not is an error."""
+    """Every binary under `tree` that `read` recognises. A file named like one (a suffix in
+    `named_like`) that is not one is an error, not a wheel with one binary less, unless `other`
+    knows it as something else (a GNU ld script)."""
     found: dict[str, BinaryInfo] = {}
     for path in sorted(tree.rglob("*")):
         if not path.is_file():
@@ -109,8 +112,9 @@ def scan_binaries(
             raise type(e)(f"{relative}: {str(e).removeprefix(path.name + ': ')}") from None
         if info is not None:
             found[relative] = info
-        elif path.suffix.lower() in named_like:
-            raise BinaryError(f"{relative}: not a {kind} file (wrong magic number)")
+        elif path.name.lower().endswith(named_like) and not (other is not None and other(path)):
+            article = "an" if kind[0] in "AEIOU" else "a"
+            raise BinaryError(f"{relative}: named like a binary, but not {article} {kind} file (wrong magic number)")
     return found
 
 

@@ -74,6 +74,7 @@ NAMES = (
     "delocate.delocating:DLC_PREFIX",
     "delocate.delocating:_check_and_update_wheel_name",
     "delocate.delocating:_decide_dylib_bundle_directory",
+    "delocate.delocating:_dylibs_only",
     "delocate.delocating:_make_install_name_ids_unique",
     "delocate.delocating:bads_report",
     "delocate.delocating:check_archs",
@@ -90,9 +91,10 @@ NAMES = (
 
 
 @contextmanager
-def backend(search_first: list[Path]) -> Iterator[None]:
+def backend(search_first: list[Path]) -> Iterator[Missing]:
     """delocate with sharewheel's Mach-O backend, searching `search_first` before DYLD_* paths;
-    delocate's refusal (DelocationError) as ToolError, naming the first library it did not find.
+    delocate's refusal (DelocationError) as ToolError, naming the first library it did not find;
+    yields what delocate logs as not found (`Missing`).
 
     The only code in sharewheel that replaces a pypa tool's functions: each name of SWAPPED, in
     each module of SWAPPED_IN that holds it, for the duration of the block, then restored."""
@@ -115,14 +117,14 @@ def backend(search_first: list[Path]) -> Iterator[None]:
             if hasattr(module, name):
                 saved.append((module, name, getattr(module, name)))
                 setattr(module, name, function)
-    missing = _MissingCollector()
+    missing = Missing()
     logger = logging.getLogger("delocate")
     logger.addHandler(missing)
     propagate, logger.propagate = logger.propagate, False  # its errors become our one error line
     try:
-        yield
+        yield missing
     except delocate.libsana.DelocationError as e:
-        detail = f": {missing.first}" if missing.first else ""
+        detail = f": {next(iter(missing.found.values()))}" if missing.found else ""
         raise ToolError(f"delocate: {str(e).splitlines()[0]}{detail}") from None
     finally:
         logger.propagate = propagate
@@ -131,16 +133,23 @@ def backend(search_first: list[Path]) -> Iterator[None]:
             setattr(module, name, original)
 
 
-class _MissingCollector(logging.Handler):
-    """Keeps delocate's 'X not found: Needed by: Y' so the error line can name them."""
+class Missing(logging.Handler):
+    """The libraries delocate logs as not found ('X not found: Needed by: Y'), in order: the error
+    line names the first, and with --ignore-missing-dependencies they are what it skipped."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.first: str | None = None
+        self.found: dict[str, str] = {}  # install name → delocate's words for it, shortened
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.first is None and "not found" in record.getMessage():
-            self.first = " ".join(record.getMessage().split()[:6])
+        words = record.getMessage().split()
+        if words[1:3] in (["not", "found:"], ["not", "found,"]):
+            self.found.setdefault(words[0], " ".join(words[:6]))
+
+    def refusal(self, excused: Callable[[str], bool]) -> str | None:
+        """delocate's refusal of what it did not find, unless `excused` forgives every one of them."""
+        unexcused = [words for name, words in self.found.items() if not excused(name)]
+        return f"delocate: Could not find all dependencies.: {unexcused[0]}" if unexcused else None
 
 
 # --- the steps of delocate_wheel, and what sharewheel reads with delocate --------------------
@@ -153,11 +162,20 @@ def is_system_library(path: str) -> bool:
     return filter_system_libs(libname=path)
 
 
-def dependencies(path: Path) -> Iterator[tuple[str | None, str]]:
-    """(resolved path or None, install name) of each library `path` loads, as delocate resolves them."""
+def dependencies(path: Path, executable_path: str | None = None) -> Iterator[tuple[str | None, str]]:
+    """(resolved path or None, install name) of each library `path` loads, as delocate resolves them
+    (`executable_path`: what @executable_path stands for, default the running Python's directory)."""
     from delocate.libsana import get_dependencies
 
-    return get_dependencies(lib_fname=str(path))
+    return get_dependencies(lib_fname=str(path), executable_path=executable_path)
+
+
+def is_analysed(path: str, dylibs_only: bool) -> bool:
+    """Whether delocate_path reads `path`'s dependencies: every file, or with -d/--dylibs-only only
+    those named like a library (.so, .dylib)."""
+    from delocate.delocating import _dylibs_only
+
+    return not dylibs_only or _dylibs_only(filename=path)
 
 
 def bundle_directory(tree: Path, distribution: str, lib_sdir: str) -> str:
@@ -168,17 +186,24 @@ def bundle_directory(tree: Path, distribution: str, lib_sdir: str) -> str:
     return _decide_dylib_bundle_directory(wheel_dir=str(tree), package_name=distribution, lib_sdir=lib_sdir)
 
 
-def copy_libraries(tree: Path, lib_dir: str, copy_filter: Callable[[str], bool]) -> dict[str, dict[str, str]]:
+def copy_libraries(tree: Path, lib_dir: str, copy_filter: Callable[[str], bool], *, dylibs_only: bool = False,
+                   executable_path: str | None = None, ignore_missing: bool = False,
+                   sanitize_rpaths: bool = True) -> dict[str, dict[str, str]]:
     """delocate_path on the tree: copies what `copy_filter` accepts into `lib_dir`, relinks, and
-    removes absolute rpaths; returns delocate's map of copied library → its dependents."""
+    removes absolute and relative rpaths (`sanitize_rpaths`) from the binaries it relinked; returns
+    delocate's map of copied library → its dependents. The keywords are delocate-wheel's -d,
+    --executable-path, --ignore-missing-dependencies and --no-sanitize-rpaths, passed as its
+    command line passes them."""
     from delocate.delocating import delocate_path
 
-    return delocate_path(tree_path=str(tree), lib_path=lib_dir, lib_filt_func=None, copy_filt_func=copy_filter,
-                         sanitize_rpaths=True)
+    return delocate_path(tree_path=str(tree), lib_path=lib_dir, lib_filt_func="dylibs-only" if dylibs_only else None,
+                         copy_filt_func=copy_filter, executable_path=executable_path, ignore_missing=ignore_missing,
+                         sanitize_rpaths=sanitize_rpaths)
 
 
 def check_archs(copied: Mapping[str, Mapping[str, str]], require_archs: str | tuple[str, ...]) -> set[Any]:
-    """delocate's --require-archs check: the copied libraries or dependents that lack an architecture."""
+    """delocate's --require-archs check (and -k's, with no architectures: each copied library has
+    those of the binaries that load it): the copied libraries or dependents that lack one."""
     from delocate.delocating import check_archs as delocate_check_archs
 
     return delocate_check_archs(copied_libs=copied, require_archs=require_archs)
@@ -207,10 +232,16 @@ def remove_absolute_rpaths(path: Path) -> None:
 
 def retag(wheel: Path, tree: Path, target: Version | None) -> Path:
     """delocate's wheel name for the tree: platform tags from the binaries' architectures and
-    minimum macOS versions (`target`: MACOSX_DEPLOYMENT_TARGET, which they must not exceed)."""
+    minimum macOS versions (`target`: --require-target-macos-version or MACOSX_DEPLOYMENT_TARGET,
+    which they must not exceed and which the tags then name); its refusal on one line, with the
+    binaries' paths in the wheel."""
     from delocate.delocating import _check_and_update_wheel_name
+    from delocate.libsana import DelocationError
 
-    return _check_and_update_wheel_name(wheel_path=wheel, wheel_dir=tree, require_target_macos_version=target)
+    try:
+        return _check_and_update_wheel_name(wheel_path=wheel, wheel_dir=tree, require_target_macos_version=target)
+    except DelocationError as e:
+        raise ToolError(f"delocate: {' '.join(str(e).replace(str(tree) + os.sep, '').split())}") from None
 
 
 def install_name_error(message: str) -> Exception:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,32 +52,66 @@ NAMES = (
 )
 
 
-def rename_imports(path: Path, names: list[str], mapping: dict[str, str]) -> None:
+def rename_imports(path: Path, names: list[str], mapping: dict[str, str], strip: bool = False) -> None:
     """Rename the imports `names` of the PE file `path` to `mapping`'s names (RuntimeError where
-    there is no room)."""
+    there is no room; with `strip`, GNU strip first removes an overlay that leaves none, as
+    delvewheel's --strip does)."""
     from delvewheel._dll_utils import replace_needed
 
     with contextlib.redirect_stdout(io.StringIO()):
-        replace_needed(lib_path=str(path), old_deps=names, name_map=mapping, strip=False, direct=False)
+        replace_needed(lib_path=str(path), old_deps=names, name_map=mapping, strip=strip, direct=False)
 
 
-def repair_wheel(wheel: Path, unpacked: Path, target: Path, exclude: set[str], beside: dict[str, list[str]],
-                 analyze_dlls: bool, lib_sdir: str) -> None:
-    """`delvewheel repair` of `wheel` (unpacked into `unpacked`) into the directory `target`, its
-    other options at their defaults: `exclude` never vendored, `beside` the DLLs (name → files in
-    the unpacked wheel) to take as already in the wheel (none: it looks nowhere), `analyze_dlls`
-    for a wheel without extension modules (a provider's)."""
+@dataclass(frozen=True)
+class Repair:
+    """What `delvewheel repair` is told: its flags as its CLI hands them to WheelRepair (DLL
+    names lowercase), plus `in_wheel`: the DLLs (name → files in the unpacked wheel) to take as
+    already in the wheel, in place of delvewheel's own --ignore-existing map of every file."""
+
+    lib_sdir: str = ".libs"
+    include: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    ignore_existing: bool = False
+    in_wheel: dict[str, list[str]] | None = None
+    analyze_existing: bool = False
+    analyze_existing_exes: bool = False
+    no_mangles: frozenset[str] = frozenset()
+    no_mangle_all: bool = False
+    with_mangle: bool = False
+    strip: bool = False
+    namespace_pkgs: frozenset[tuple[str, ...]] = frozenset()
+    include_symbols: bool = False
+    include_imports: bool = False
+    custom_patch: bool = False
+
+
+def repair_wheel(wheel: Path, unpacked: Path, target: Path, settings: Repair) -> list[str]:
+    """`delvewheel repair` of `wheel` (unpacked into `unpacked`) into the directory `target`; the
+    warnings it gave (a namespace package not found, ...), each on one line, for sharewheel to
+    say in its own words rather than as Python's warning with delvewheel's source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _repair_wheel(wheel, unpacked, target, settings)
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+
+
+def _repair_wheel(wheel: Path, unpacked: Path, target: Path, settings: Repair) -> None:
     from delvewheel._wheel_repair import WheelRepair
 
-    repairer = WheelRepair(whl_path=str(wheel), extract_dir=str(unpacked), include=None, exclude=exclude,
-                           ignore_existing=bool(beside), analyze_existing=analyze_dlls, analyze_existing_exes=False)
-    if beside:  # "already in the wheel": only these, not every file of the wheel (--ignore-existing)
+    ignore_existing = settings.ignore_existing or settings.in_wheel is not None
+    repairer = WheelRepair(whl_path=str(wheel), extract_dir=str(unpacked), include=set(settings.include),
+                           exclude=set(settings.exclude), ignore_existing=ignore_existing,
+                           analyze_existing=settings.analyze_existing,
+                           analyze_existing_exes=settings.analyze_existing_exes)
+    if settings.in_wheel is not None:  # "already in the wheel": only these, not every file of the wheel
         if not hasattr(repairer, "_wheel_dirs_casemap"):
             raise ToolError("this delvewheel cannot be told which DLLs the wheel holds")
-        repairer._wheel_dirs_casemap = beside
-    repairer.repair(target=str(target), no_mangles=set(), no_mangle_all=False, with_mangle=False, strip=False,
-                    lib_sdir=lib_sdir, log_diagnostics=False, namespace_pkgs=set(), include_symbols=False,
-                    include_imports=False, custom_patch=False)
+        repairer._wheel_dirs_casemap = settings.in_wheel
+    repairer.repair(target=str(target), no_mangles=set(settings.no_mangles), no_mangle_all=settings.no_mangle_all,
+                    with_mangle=settings.with_mangle, strip=settings.strip, lib_sdir=settings.lib_sdir,
+                    log_diagnostics=False, namespace_pkgs=set(settings.namespace_pkgs),
+                    include_symbols=settings.include_symbols, include_imports=settings.include_imports,
+                    custom_patch=settings.custom_patch)
 
 
 def machine_type(tag: str) -> Any:

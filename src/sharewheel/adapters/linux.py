@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -61,6 +62,25 @@ def _read_elf(path: Path) -> tuple[tuple[str, ...], str | None, bool] | None:
     return elf.needed, elf.soname, manylinux.is_python_extension(path)[0]
 
 
+#: GNU ld scripts are small text files; a larger or binary file named .so is no script.
+_LD_SCRIPT_MAX = 64 * 1024
+_LD_SCRIPT_COMMAND = re.compile(rb"\b(?:INPUT|GROUP|AS_NEEDED|OUTPUT_FORMAT|OUTPUT_ARCH|SEARCH_DIR)\s*\(")
+
+
+def is_ld_script(path: Path) -> bool:
+    """Whether `path` is a GNU ld script (`INPUT(libfoo.so.3)`, as glibc's libc.so and
+    sharewheel's link aids are): text naming what `-lfoo` links, which the loader never reads."""
+    with open(path, "rb") as f:
+        head = f.read(_LD_SCRIPT_MAX + 1)
+    if len(head) > _LD_SCRIPT_MAX or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _LD_SCRIPT_COMMAND.search(head) is not None
+
+
 def elf_symbols(path: Path) -> SymbolTable:
     """Imports (by version file, or unbound) and exports of an ELF file's dynamic symbol table."""
     return elf_reader.symbols(path)
@@ -95,8 +115,8 @@ class LinuxAdapter:
             elf = _read_elf(path)
             return None if elf is None else BinaryInfo(elf[0], elf[2])
 
-        # no "named like" check: a wheel may hold GNU ld scripts named lib*.so (ours do)
-        return scan_binaries(tree, read, (), "ELF")
+        # a wheel may hold GNU ld scripts named lib*.so (ours do): text, not a broken binary
+        return scan_binaries(tree, read, (".so",), "ELF", other=is_ld_script)
 
     def _analyze(self, plan: Plan, tree: Path) -> _Analysis:
         arch = manylinux.wheel_architecture(plan.source.name)
@@ -108,6 +128,7 @@ class LinuxAdapter:
                 built = _elf_arch(tree / binary)
                 if built is not None and built != arch.baseline.value:
                     raise BinaryError(f"{binary}: built for {built}, but the wheel is tagged {', '.join(plan.platforms)}")
+        flags = plan.options.tools.linux
         plat_base = plan.options.plat
         if arch is not None and plat_base.endswith(f"_{arch.value}"):
             plat_base = plat_base[: -len(arch.value) - 1]
@@ -120,10 +141,10 @@ class LinuxAdapter:
                     libc=libc,
                     architecture=arch,
                     exclude=plan.exclude,
-                    disable_isa_ext_check=False,
+                    disable_isa_ext_check=flags.disable_isa_ext_check,
                     allow_graft=True,
                     requested_policy_base_name=plat_base,
-                    args_ldpaths=manylinux.ld_paths_arg(plan.options.library_path, libc),
+                    args_ldpaths=manylinux.ld_paths_arg(plan.options.library_path, libc, flags.ldpaths),
                 )
         except RuntimeError as e:  # shared libraries in purelib
             raise InputWheelError(f"{plan.source.name}: {' '.join(str(e).split())}") from None
@@ -157,25 +178,32 @@ class LinuxAdapter:
         )
         for limit, why in limits:
             if policy > limit:
+                if why.endswith("ISA extensions"):
+                    needs = manylinux.isa_needs(tree, sorted(self.binaries(tree)), policies.architecture)
+                    why += f" ({'; '.join(needs)}; --disable-isa-ext-check skips this check)" if needs else ""
                 raise ToolError(f"{plan.source.name}: cannot repair to {policy.name} because {why}")
         abis = [policy.name, *policy.aliases]
-        if policy < overall:
+        if policy < overall and not flags.only_plat:  # --only-plat: --plat's policy only
             abis = [overall.name, *overall.aliases, *abis]
-        replaced = set(manylinux.replace_platforms(abis[0]))
-        platforms = [p for p in plan.platforms if p not in replaced]
-        platforms = list(dict.fromkeys([*platforms, *abis]))
+        if flags.update_tags:
+            replaced = set(manylinux.replace_platforms(abis[0]))
+            platforms = [p for p in plan.platforms if p not in replaced]
+            platforms = list(dict.fromkeys([*platforms, *abis]))
+        else:  # --no-update-tags: vendored for abis[0]'s policy, tagged as it came
+            platforms = list(plan.platforms)
         return _Analysis(abi, policies.get_policy_by_name(abis[0]), tuple(platforms))
 
     def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
         analysis = self._analyze(plan, tree)
         needs = self._needs(plan, tree, analysis)
-        patcher = manylinux.elf_patcher(analysis.policy.name)
+        flags = plan.options.tools.linux
+        patcher = manylinux.elf_patcher(analysis.policy.name, flags.patcher)
         dest_dir = Path(plan.distribution + (plan.options.lib_sdir or ".libs"))
         grafted: dict[str, tuple[str, Path]] = {}
         moved: dict[str, Path] = {}  # .data/scripts executables moved behind auditwheel's shim
         sources: list[Path] = []
         copied: dict[str, Path] = {}  # soname → the file vendored under it
-        with _inside(tree):
+        with _inside(tree), manylinux.patching(flags.patcher):
             # Vendoring, as auditwheel.repair.repair_wheel does it.
             for binary, refs in sorted(analysis.abi.full_external_refs.items()):
                 external = refs[analysis.policy.name].libs
@@ -229,6 +257,9 @@ class LinuxAdapter:
                 rpath = ":".join(dict.fromkeys([*kept, *sorted(fallbacks)]))
                 if rpath != current:  # patchelf rewrites the file even for an equal value
                     patcher.set_rpath(path, rpath)
+            if flags.strip:  # as auditwheel: before patching (auditwheel#716), every ELF file it analysed
+                binaries = [moved.get(b.as_posix(), b) for b in sorted(analysis.abi.full_external_refs)]
+                manylinux.strip_symbols([*(p for _, p in sorted(grafted.values())), *binaries])
             patcher.apply_updates()
             readers.forget(tree)
             _write_sbom(plan, tree, analysis.platforms, [source for source in sources if source is not None])

@@ -12,18 +12,27 @@ or an absolute build path: matched by file name) is first rewritten to ``@rpath/
 A copy of the provider's file is put on delocate's search path so that delocate resolves it —
 and then does not copy it, because its copy filter rejects that directory (delocate#207: an
 excluded library must still be found). Afterwards each relinked binary gets an LC_RPATH
-``@loader_path/…`` to the provider's directory in the one-site-packages case; absolute rpaths are
-removed from every binary. dyld matches ``@rpath/NAME`` against the install names of images
+``@loader_path/…`` to the provider's directory in the one-site-packages case; its absolute and
+relative rpaths are removed, as delocate removes those of the binaries it relinks (both kept with
+--no-sanitize-rpaths).
+
+delocate-wheel's flags (``plan.options.tools.macos``) reach the delocate functions they reach in
+delocate-wheel, as it passes them; -e/--exclude also takes sharewheel's fnmatch patterns of names,
+and a library it excludes need not be found; a library found through --executable-path is not
+walked into, where delocate 0.13 would relink it outside the wheel (tests/test_flags_delocate.py
+compares each flag with the real delocate-wheel). dyld matches ``@rpath/NAME`` against the install names of images
 already loaded before it searches any rpath, so the provider's preload serves split installs.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import posixpath
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +50,8 @@ from sharewheel.naming import link_name
 from sharewheel.symbols import SymbolTable
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from sharewheel.plan import Plan
 
 _EXTENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[^/]*)?\.so$")
@@ -65,6 +76,24 @@ def _install_name_for(unique: str) -> str:
     return f"@rpath/{unique}"
 
 
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    """delocate's -e (the string anywhere in the library's path or, when not found, its install
+    name) or sharewheel's --exclude (an fnmatch pattern of the needed name or its file name)."""
+    name = posixpath.basename(path)
+    return any(p in path or fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _target_version(text: str | None) -> Version | None:
+    """--require-target-macos-version (else MACOSX_DEPLOYMENT_TARGET) as delocate-wheel reads it."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(text) if text else None
+    except InvalidVersion:
+        raise ToolError(f"macOS version {text!r} (--require-target-macos-version or MACOSX_DEPLOYMENT_TARGET) "
+                        "is not a version") from None
+
+
 class MacOSAdapter:
     os = "macos"
 
@@ -77,25 +106,37 @@ class MacOSAdapter:
         return scan_binaries(tree, read, (".so", ".dylib"), "Mach-O")
 
     def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
-        from packaging.version import Version
-
         from sharewheel.wheelfile import WheelName
 
+        flags = plan.options.tools.macos
+        patterns = (*plan.options.exclude, *flags.exclude)
         self._check_tagged_archs(plan, tree)
         providers = _materialize_provided(plan, tree)
-
-        def copy_filter(path: str) -> bool:
-            # a provided library is never copied, wherever delocate found it (a build rpath may
-            # point at the provider installed in the build environment)
-            provided = Path(path).name in plan.provided
-            excluded = any(pattern in path for pattern in plan.exclude)  # delocate's --exclude: substrings
-            return _delocate.is_system_library(path) and not provided and not excluded
-
+        target = _target_version(flags.require_target_macos_version or os.environ.get("MACOSX_DEPLOYMENT_TARGET"))
         needs: dict[str, tuple[NeededState, ...]] | None = None
         try:
-            with _delocate.backend([providers, *plan.options.library_path]):
+            with _delocate.backend([providers, *plan.options.library_path]) as missing:
                 needs = self._needs(plan, tree)
-                if plan.options.tolerate_missing and any(n.state == "missing" for ns in needs.values() for n in ns):
+                missing.found.clear()  # what delocate_path does not find is what counts (provided names are relinked)
+                # what each binary loads by an excluded name, wherever it was found (a symlink's target has another name)
+                excluded_paths = {n.path for ns in needs.values() for n in ns if n.path and _excluded(n.name, patterns)}
+                # --executable-path: delocate 0.13 resolves @executable_path with it while walking the tree but
+                # not while mapping what to copy (tree_libs_from_directory does not pass it on), so a library
+                # reached so is never copied, and delocate would copy what it loads and relink it where it is,
+                # outside the wheel: sharewheel neither copies nor walks it
+                if flags.executable_path is not None:
+                    excluded_paths |= {n.path for ns in needs.values() for n in ns
+                                       if n.path and n.name.startswith("@executable_path/")}
+
+                def copy_filter(path: str) -> bool:
+                    # a provided library is never copied, wherever delocate found it (a build rpath may
+                    # point at the provider installed in the build environment)
+                    provided = Path(path).name in plan.provided
+                    excluded = path in excluded_paths or _excluded(path, patterns)
+                    return _delocate.is_system_library(path) and not provided and not excluded
+
+                unfound = [n for ns in needs.values() for n in ns if n.state == "missing" and not _excluded(n.name, patterns)]
+                if plan.options.tolerate_missing and unfound and not flags.ignore_missing_dependencies:
                     tagged = _delocate.retag(plan.source, tree, None)  # show: report, vendor nothing
                     return RepairOutcome(tuple(WheelName.parse(tagged.name).platforms), needs=needs)
                 for binary, mapping in sorted(plan.relink.items()):
@@ -103,21 +144,37 @@ class MacOSAdapter:
                 lib_sdir = _delocate.bundle_directory(tree, plan.distribution, plan.options.lib_sdir or ".dylibs")
                 lib_path = Path(lib_sdir)
                 existed = lib_path.exists()
-                copied = _delocate.copy_libraries(tree, lib_sdir, copy_filter)
+                # an excluded library need not be found (delocate's -e still needs it: delocate#207), so with
+                # exclusions delocate goes on past what it cannot find and sharewheel refuses the rest instead.
+                # Not with --executable-path: delocate 0.13 walks the tree with it but maps what it copies
+                # without it, and going on past that would have it relink a library outside the wheel.
+                forgive = bool(patterns) and not flags.ignore_missing_dependencies and flags.executable_path is None
+                copied = _delocate.copy_libraries(
+                    tree, lib_sdir, copy_filter, dylibs_only=flags.dylibs_only, executable_path=flags.executable_path,
+                    ignore_missing=flags.ignore_missing_dependencies or forgive, sanitize_rpaths=flags.sanitize_rpaths,
+                )
+                refusal = missing.refusal(lambda name: _excluded(name, patterns)) if forgive else None
+                if refusal:
+                    raise ToolError(refusal)
                 if copied and existed:
                     raise ToolError(f"{plan.source.name}: {lib_path.relative_to(tree)} already exists but libraries "
                                     "must be copied into it")
                 if lib_path.is_dir() and not any(lib_path.iterdir()):
                     lib_path.rmdir()
-                if plan.options.require_archs is not None:
-                    bads = _delocate.check_archs(copied, plan.options.require_archs)
+                require_archs = plan.options.require_archs if plan.options.require_archs is not None \
+                    else flags.require_archs
+                if require_archs is None and flags.check_archs:
+                    require_archs = ()  # -k: as delocate-wheel passes it, each library has its dependents' archs
+                if require_archs is not None:
+                    bads = _delocate.check_archs(copied, require_archs)
                     if bads:
                         raise ToolError(f"{plan.source.name}: {_delocate.arch_report(bads, tree)}")
                 self._check_provided_archs(plan, tree, providers)
                 vendored = sorted(str(lib_path / Path(lib).name) for lib in copied)
                 _delocate.make_install_ids_unique(vendored, os.path.relpath(lib_sdir, tree))
-                for binary in self.binaries(tree):
-                    _delocate.remove_absolute_rpaths(tree / binary)
+                if flags.sanitize_rpaths:  # delocate's, from what sharewheel relinked as from what delocate did
+                    for binary in sorted(plan.relink):
+                        _delocate.remove_absolute_rpaths(tree / binary)
                 for binary in sorted(plan.relink):
                     fallbacks = [
                         "@loader_path/" + posixpath.relpath(d, posixpath.dirname(binary) or ".")
@@ -129,23 +186,32 @@ class MacOSAdapter:
                         logging.getLogger(__name__).warning(
                             "%s: no room in its Mach-O header for the fallback LC_RPATH %s", binary, ", ".join(fallbacks)
                         )
-                target = os.environ.get("MACOSX_DEPLOYMENT_TARGET")
-                new_name = _delocate.retag(plan.source, tree, Version(target) if target else None)
+                new_name = _delocate.retag(plan.source, tree, target)
         except ToolError as e:
+            # delocate names the binaries by their paths in sharewheel's temporary tree: name them as in the wheel
+            message = str(e)
+            for root in {str(tree), os.path.realpath(tree)}:
+                message = message.replace(root + os.sep, "")
             if plan.options.tolerate_missing and needs is not None:  # show: what repair would say
-                return RepairOutcome(plan.platforms, needs=needs, refusal=str(e))
-            raise
+                return RepairOutcome(plan.platforms, needs=needs, refusal=message)
+            if message == str(e):
+                raise
+            raise ToolError(message) from None
         platforms = tuple(WheelName.parse(new_name.name).platforms)
         sources = {(lib_path / Path(lib).name).relative_to(tree).as_posix(): str(lib) for lib in copied}
         return RepairOutcome(platforms, tuple(Path(v).relative_to(tree).as_posix() for v in vendored), needs=needs,
                              sources=sources)
 
     def _needs(self, plan: Plan, tree: Path) -> dict[str, tuple[NeededState, ...]]:
-        """Each binary's dependencies as delocate resolves them, before anything is relinked."""
+        """Each binary's dependencies as delocate resolves them, before anything is relinked; with
+        -d/--dylibs-only, of the binaries delocate reads only (it leaves the others as they are)."""
+        flags = plan.options.tools.macos
         report: dict[str, tuple[NeededState, ...]] = {}
         for binary in self.binaries(tree):
+            if binary not in plan.relink and not _delocate.is_analysed(str(tree / binary), flags.dylibs_only):
+                continue
             states = []
-            for path, name in _delocate.dependencies(tree / binary):
+            for path, name in _delocate.dependencies(tree / binary, flags.executable_path):
                 if name in plan.relink.get(binary, {}):
                     states.append(NeededState(name, "provided"))
                 elif name.startswith(_SYSTEM) or (path or "").startswith(_SYSTEM):

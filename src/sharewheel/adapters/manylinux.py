@@ -41,6 +41,7 @@ import dataclasses
 import functools
 import logging
 import os
+import subprocess
 import sys
 import sysconfig
 from collections import defaultdict
@@ -70,6 +71,7 @@ NAMES = (
     "auditwheel.architecture:Architecture",
     "auditwheel.architecture:Architecture.armv7l",
     "auditwheel.architecture:Architecture.baseline",
+    "auditwheel.architecture:Architecture.is_superset",
     "auditwheel.architecture:Architecture.x86_64",
     "auditwheel.architecture:Architecture.x86_64_v2",
     "auditwheel.architecture:Architecture.x86_64_v3",
@@ -135,6 +137,7 @@ NAMES = (
     "auditwheel.repair:_replace_elf_script_with_shim",
     "auditwheel.repair:append_rpath_within_wheel",
     "auditwheel.repair:copylib",
+    "auditwheel.repair:strip_symbols",
     "auditwheel.sboms:create_sbom_for_wheel",
     "auditwheel.wheel_abi:WheelAbIInfo",
     "auditwheel.wheel_abi:WheelAbIInfo.blacklist_policy",
@@ -668,6 +671,7 @@ def analyze_wheel_abi(
     if disable_isa_ext_check:
         machine_policy = policies.highest
     else:
+        logging.getLogger("auditwheel.wheel_abi").addFilter(_isa_warnings)  # (once: addFilter is idempotent)
         machine_policy = _get_machine_policy(policies=policies, elftree_by_fn=data.full_elftree,
                                              external_so_names=frozenset(external_libs.values()))
     ucs_policy = policies.linux if data.uses_ucs2_symbols else policies.highest
@@ -683,6 +687,27 @@ def analyze_wheel_abi(
         ucs_policy=ucs_policy, pyfpe_policy=pyfpe_policy, blacklist_policy=blacklist_policy,
         machine_policy=machine_policy, graft_policy=graft_policy,
     )
+
+
+def _isa_warnings(record: logging.LogRecord) -> bool:
+    """auditwheel's warning that a file needs an ISA extension is shown with -v only: without
+    --disable-isa-ext-check the wheel is then refused, in one line naming the file (isa_needs)."""
+    return record.funcName != "_get_machine_policy" or logging.getLogger().getEffectiveLevel() <= logging.INFO
+
+
+def isa_needs(tree: Path, binaries: Iterable[str], architecture: Any) -> list[str]:
+    """`path needs x86_64_v3` for each binary built for an ISA extension `architecture` lacks
+    (auditwheel's _get_machine_policy check, for the refusal to name the files)."""
+    needs = []
+    for binary in binaries:
+        elf = elf_reader.read(tree / binary)
+        try:
+            extended = None if elf is None else platform(elf).extended_architecture
+        except ValueError:
+            continue
+        if extended is not None and not architecture.is_superset(extended):
+            needs.append(f"{binary} needs {extended.value}")
+    return needs
 
 
 # --- what sharewheel.adapters.linux calls: auditwheel's wheel-name parsing, its refusals, the
@@ -742,8 +767,12 @@ def libc_of(binaries: dict[str, BinaryInfo]) -> Any:
     return Libc.detect()
 
 
-def ld_paths_arg(first: tuple[Path, ...], libc: Any) -> str | None:
-    """auditwheel's --ldpaths value searching `first`, then where it would search anyway."""
+def ld_paths_arg(first: tuple[Path, ...], libc: Any, ldpaths: str | None = None) -> str | None:
+    """auditwheel's --ldpaths value searching `first`, then `ldpaths` (the user's --ldpaths,
+    which replaces LD_LIBRARY_PATH and ld.so.conf as in auditwheel; AUDITWHEEL_LD_LIBRARY_PATH
+    still adds to it there), else where auditwheel would search anyway."""
+    if ldpaths is not None:
+        return ":".join(p for p in [*map(str, first), *ldpaths.split(":")] if p) if first else ldpaths
     if not first:
         return None
     from auditwheel.lddtree import load_ld_paths
@@ -783,15 +812,45 @@ def _patchelf_on_path() -> None:
             return
 
 
-def elf_patcher(platform: str) -> Any:
-    """auditwheel's ElfPatcher (patchelf) for `platform`'s policy; ToolError without a usable patchelf."""
+def elf_patcher(platform: str, variant: str = "patchelf") -> Any:
+    """auditwheel's ElfPatcher for `platform`'s policy; ToolError without a usable patchelf.
+    `variant` is what auditwheel 6.8's --patcher accepts: patchelf, lief-patchelf (the same
+    command line) or none (patches nothing, and fails where a patch is needed)."""
     from auditwheel.patcher import ElfPatcher
 
     _patchelf_on_path()
     try:
-        return ElfPatcher.get_patcher(patcher="patchelf", platform=platform)
-    except ValueError as e:  # patchelf missing or too old
-        raise ToolError(f"patchelf: {e}") from None
+        return ElfPatcher.get_patcher(patcher=variant, platform=platform)
+    except ValueError as e:  # patchelf missing or too old, an unknown variant
+        raise ToolError(f"--patcher {variant}: {e}") from None
+
+
+@contextmanager
+def patching(variant: str) -> Iterator[None]:
+    """The ElfPatcher's failures as ToolError, inside the tree: the `none` patcher asked to patch
+    (auditwheel's NotImplementedError names the files), a patchelf run that failed."""
+    try:
+        yield
+    except NotImplementedError as e:  # (auditwheel's none patcher: with a message from apply_updates, without from get_rpath)
+        why = f"the wheel's binaries must be patched to vendor or link libraries, which {variant!r} does not do"
+        lines = str(e).splitlines() or [why]
+        files = ", ".join(os.path.relpath(f) for f in lines[1:])
+        raise ToolError(f"--patcher {variant}: {lines[0].removesuffix(':')}" + (f": {files}" if files else "")) from None
+    except subprocess.CalledProcessError as e:
+        raise ToolError(f"{Path(str(e.cmd[0])).name} failed on {os.path.relpath(e.cmd[-1])} "
+                        f"(exit status {e.returncode})") from None
+
+
+def strip_symbols(paths: list[Path]) -> None:
+    """auditwheel's strip_symbols (`strip -s`, --strip): its symbol tables go, the dynamic ones stay."""
+    from auditwheel.repair import strip_symbols as strip
+
+    try:
+        strip(libraries=paths)
+    except FileNotFoundError:
+        raise ToolError("--strip: `strip` (binutils) not found on PATH") from None
+    except subprocess.CalledProcessError as e:
+        raise ToolError(f"--strip: strip failed on {os.path.relpath(e.cmd[-1])} (exit status {e.returncode})") from None
 
 
 def copy_library(source: Path, dest_dir: Path, patcher: Any) -> tuple[str, Path]:

@@ -18,16 +18,28 @@ directory is in the wheel: CPython loads extension modules with LOAD_LIBRARY_SEA
 so Windows finds it there (h5py ships hdf5.dll beside its modules). delvewheel looks for what
 is not on PATH only in the whole wheel (--ignore-existing) or nowhere; it is told exactly those
 names, with their files, where every importer of the name has it beside itself.
+
+`delvewheel repair`'s flags (sharewheel.toolflags.DelvewheelFlags) are handed to WheelRepair as
+its command line hands them, so each keeps delvewheel's meaning; sharewheel adds the provided
+names to --no-dll's, and --strip also lets its own renaming strip an overlay. delvewheel's patch
+(adding the vendored DLLs' directory to the DLL search path) goes where delvewheel puts it: after
+the docstring, into a namespace package's modules (--namespace-pkg), or at each
+`# delvewheel: patch` line (--custom-patch). sharewheel's hook block is inserted afterwards,
+after the docstring and `from __future__` imports, so it comes before a default patch and never
+between its markers: providers are loaded by full path first. The order does not matter to the
+loader (the patch only adds a directory, neither imports an extension module), but it is fixed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import io
 import os
 import posixpath
 import shutil
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +56,7 @@ from sharewheel.adapters import (
 from sharewheel.errors import BinaryError, SharewheelError, ToolError
 from sharewheel.readers.pe import is_pe, read_pe, symbol_table
 from sharewheel.symbols import SymbolTable
+from sharewheel.toolflags import split_dlls
 from sharewheel.vendored import original_names
 
 if TYPE_CHECKING:
@@ -103,13 +116,13 @@ def _fix_checksum(path: Path) -> None:
     readers.forget(path)  # every edit ends here: the file's cached reading is stale
 
 
-def _rename_imports(path: Path, mapping: dict[str, str]) -> None:
+def _rename_imports(path: Path, mapping: dict[str, str], strip: bool = False) -> None:
     present = [name for name in imports(path) if name in mapping]
     if not present:
         return
     try:
-        _delvewheel.rename_imports(path, present, {name: mapping[name] for name in present})
-    except RuntimeError as e:
+        _delvewheel.rename_imports(path, present, {name: mapping[name] for name in present}, strip=strip)
+    except (RuntimeError, FileNotFoundError) as e:
         raise SharewheelError(f"{path.name}: cannot rename its imports ({' '.join(str(e).split())})") from None
     _fix_checksum(path)
 
@@ -175,31 +188,49 @@ class WindowsAdapter:
     def repair(self, plan: Plan, tree: Path) -> RepairOutcome:
         from sharewheel.wheelfile import InputWheel, write_wheel
 
+        flags = plan.options.tools.windows
+        if flags.with_mangle and not flags.ignore_existing:
+            raise ToolError("delvewheel: --with-mangle requires --ignore-existing")
+        include = {name.strip().lower() for name in flags.include if name.strip()}
+        _check_include(include, _never(plan, user=True))
         self._check_machines(plan, tree)
         needs = self._needs(plan, tree)
         if plan.options.tolerate_missing and any(n.state == "missing" for ns in needs.values() for n in ns):
             return RepairOutcome(plan.platforms, needs=needs)  # show: report, vendor nothing
         for binary, mapping in sorted(plan.relink.items()):
-            _rename_imports(tree / binary, mapping)
+            _rename_imports(tree / binary, mapping, strip=flags.strip)
         work = tree.parent / "delvewheel"
         staged = write_wheel(tree, plan.dist_info, work / "in" / plan.source.name)
         before = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
-        exclude = {name.lower() for name in (*plan.provided, *plan.exclude)}
-        # a wheel without extension modules (a provider) is analysed from its DLLs
-        analyze_dlls = not any(p.suffix.lower() == ".pyd" for p in tree.rglob("*"))
         unpacked = work / "unpacked"
+        # what Windows finds beside its importer is in the wheel; --ignore-existing: all the wheel holds
         beside = {name: [str(unpacked / path) for path in paths]
                   for name, paths in _beside(tree, self.binaries(tree)).items()}
+        settings = _delvewheel.Repair(
+            # --include of a DLL a provider offers: linked, as every provided DLL, not also vendored
+            lib_sdir=plan.options.lib_sdir or ".libs", include=frozenset(include - _provided(plan)),
+            exclude=frozenset(_never(plan)),
+            ignore_existing=flags.ignore_existing, in_wheel=beside if beside and not flags.ignore_existing else None,
+            # a wheel without extension modules (a provider) is analysed from its DLLs
+            analyze_existing=flags.analyze_existing or not any(p.suffix.lower() == ".pyd" for p in tree.rglob("*")),
+            analyze_existing_exes=flags.analyze_existing_exes,
+            no_mangles=frozenset(name.strip().lower() for name in flags.no_mangle if name.strip()),
+            no_mangle_all=flags.no_mangle_all, with_mangle=flags.with_mangle, strip=flags.strip,
+            namespace_pkgs=frozenset(tuple(p.strip().split(".")) for p in flags.namespace_pkg if p.strip()),
+            include_symbols=flags.include_symbols, include_imports=flags.include_imports,
+            custom_patch=flags.custom_patch,
+        )
         log = io.StringIO()
         try:
-            with _search_path(plan.options.library_path), contextlib.redirect_stdout(log):
-                _delvewheel.repair_wheel(staged, unpacked, work / "out", exclude, beside, analyze_dlls,
-                                         plan.options.lib_sdir or ".libs")
+            with _search_path(_search_dirs(plan)), contextlib.redirect_stdout(log):
+                warned = _delvewheel.repair_wheel(staged, unpacked, work / "out", settings)
         except (FileNotFoundError, RuntimeError, ValueError, NotImplementedError) as e:
             refusal = f"delvewheel: {' '.join(str(e).split())}"
             if plan.options.tolerate_missing:  # show: what repair would say, with the needs it saw
                 return RepairOutcome(plan.platforms, needs=needs, refusal=refusal)
             raise ToolError(refusal) from None
+        for message in warned:
+            print(f"sharewheel: {plan.source.name}: delvewheel: warning: {message}", file=sys.stderr)
         outputs = list((work / "out").glob("*.whl"))
         if outputs:  # delvewheel copies nothing when there was nothing to vendor
             shutil.rmtree(tree)
@@ -207,24 +238,29 @@ class WindowsAdapter:
             with InputWheel.open(outputs[0]) as repaired:
                 repaired.extract(tree)
         after = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()}
-        vendored = tuple(sorted(p for p in after - before if p.lower().endswith(".dll")))
+        # the DLLs, and with --include-symbols/--include-imports the .pdb/.lib files beside them
+        vendored = tuple(sorted(p for p in after - before if p.lower().endswith((".dll", ".pdb", ".lib"))))
         for path in vendored:  # delvewheel keeps a zero checksum zero; make every edited file's valid
-            _fix_checksum(tree / path)
-        found = {n.name.lower(): n.path for states in needs.values() for n in states if n.state == "external" and n.path}
-        sources = {path: found[original.lower()] for path in vendored
-                   for original in original_names(posixpath.basename(path)) if original.lower() in found}
-        return RepairOutcome(plan.platforms, vendored, needs=needs, sources=sources)
+            if path.lower().endswith(".dll"):
+                _fix_checksum(tree / path)
+        return RepairOutcome(plan.platforms, vendored, needs=needs, sources=_sources(plan, tree, vendored, needs))
 
     def _needs(self, plan: Plan, tree: Path) -> dict[str, tuple[NeededState, ...]]:
         """Each binary's DLLs as delvewheel would treat them, and those its external DLLs need
-        in turn (delvewheel vendors those too)."""
+        in turn (delvewheel vendors those too); with --analyze-existing-exes its EXEs' too."""
+        flags = plan.options.tools.windows
         binaries = self.binaries(tree)
+        if flags.analyze_existing_exes:
+            binaries |= {p.relative_to(tree).as_posix(): BinaryInfo(imports(p), False)
+                         for p in sorted(tree.rglob("*")) if p.suffix.lower() == ".exe" and p.is_file() and is_pe(p)}
         in_tree = {p.name.lower() for p in tree.rglob("*") if p.is_file()}
-        shared = set(_beside(tree, binaries))  # what delvewheel is told is in the wheel
+        # what delvewheel is told is in the wheel: with --ignore-existing every file, else those beside
+        shared = in_tree if flags.ignore_existing else set(_beside(tree, binaries))
         excluded = _delvewheel.excluded_by_tags(plan.source.name)
-        never = {name.lower() for name in plan.exclude}
+        never = _never(plan)
+        include = {name.strip().lower() for name in flags.include}
         report: dict[str, tuple[NeededState, ...]] = {}
-        with _search_path(plan.options.library_path):
+        with _search_path(_search_dirs(plan)):
             for binary, info in binaries.items():
                 path = tree / binary
                 machine = _delvewheel.machine_type(machine_tag(path))
@@ -234,8 +270,11 @@ class WindowsAdapter:
                     lower = name.lower()
                     if name in plan.relink.get(binary, {}):
                         states.append(NeededState(name, "provided"))
-                    elif _delvewheel.is_system(lower, path.name, system):
-                        states.append(NeededState(name, "policy"))
+                    elif lower in include:  # --include: copied from PATH whatever else is true of it
+                        found = _delvewheel.find_library(lower, machine)
+                        states.append(NeededState(name, "external", found) if found else NeededState(name, "missing"))
+                    elif _delvewheel.is_system(lower, path.name, system) or _delvewheel.matches(lower, never):
+                        states.append(NeededState(name, "policy"))  # (delvewheel: "assumed to be present")
                     elif lower in in_tree:  # beside it (Windows loads it from there), or where a tool put it
                         states.append(NeededState(name, "vendored"))
                     elif (found := _delvewheel.find_library(lower, machine)) is not None:
@@ -287,6 +326,61 @@ class WindowsAdapter:
 
     def platform_tag(self, path: Path) -> str:
         return machine_tag(path)
+
+
+def _search_dirs(plan: Plan) -> tuple[Path, ...]:
+    """Where DLLs are looked for before PATH: --add-path's directories (absolute, as delvewheel
+    makes them), then the plan's library path."""
+    return (*(Path(os.path.abspath(p)) for p in plan.options.tools.windows.add_path), *plan.options.library_path)
+
+
+def _never(plan: Plan, *, user: bool = False) -> set[str]:
+    """The DLL names and patterns never vendored, lowercase as delvewheel matches them: --no-dll
+    (delvewheel's --exclude) and --exclude, its ':'-separated lists split as delvewheel splits
+    them, and (unless `user`: only what the user excluded) the names providers offer."""
+    excluded = plan.options.exclude if user else (*plan.exclude, *plan.provided)
+    return {name.strip().lower() for name in (*split_dlls(tuple(excluded)), *plan.options.tools.windows.no_dll)
+            if name.strip()}
+
+
+def _provided(plan: Plan) -> set[str]:
+    """The DLL names providers stand in for (imported names and unique names), lowercase."""
+    return {name.lower() for name in (*plan.provided, *(n for mapping in plan.relink.values() for n in mapping))}
+
+
+def _check_include(include: set[str], never: set[str]) -> None:
+    """delvewheel's refusal to both include and exclude a DLL."""
+    if both := include & never:
+        raise ToolError(f"delvewheel: Cannot force both inclusion and exclusion of {both}")
+    for pattern in (p for p in never if "*" in p):
+        for name in sorted(include):
+            if fnmatch.fnmatch(name, pattern):
+                raise ToolError(f"delvewheel: Cannot force inclusion of {name} if {pattern} is excluded")
+
+
+def _sources(plan: Plan, tree: Path, vendored: tuple[str, ...],
+             needs: dict[str, tuple[NeededState, ...]]) -> dict[str, str]:
+    """The file each vendored copy came from: a DLL's from the needs (or, --include, from where
+    delvewheel finds it), a .pdb or .lib from beside its DLL's (delvewheel copies them by name)."""
+    found = {n.name.lower(): n.path for states in needs.values() for n in states if n.state == "external" and n.path}
+    include = {name.strip().lower() for name in plan.options.tools.windows.include}
+    sources: dict[str, str] = {}
+    directories: dict[str, Path] = {}  # a DLL's original stem → where it came from
+    with _search_path(_search_dirs(plan)):
+        for path in (p for p in vendored if p.lower().endswith(".dll")):
+            for original in (o.lower() for o in original_names(posixpath.basename(path))):
+                if original not in found and original in include:
+                    found[original] = _delvewheel.find_library(original, _delvewheel.machine_type(machine_tag(tree / path)))
+                if found.get(original):
+                    sources[path] = found[original]
+                    directories[Path(original).stem] = Path(found[original]).parent
+                    break
+    for path in (p for p in vendored if not p.lower().endswith(".dll")):
+        name = posixpath.basename(path)
+        directory = directories.get(Path(name).stem.lower())
+        if directory is not None and (directory / name).is_file():
+            sources[path] = str(directory / name)
+    return sources
 
 
 def _beside(tree: Path, binaries: dict[str, BinaryInfo]) -> dict[str, list[str]]:

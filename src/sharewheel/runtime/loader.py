@@ -15,12 +15,21 @@ modules are imported. Copied verbatim into every wheel sharewheel writes; runs w
 # type checkers, no `from __future__` (a third of a millisecond): annotations 3.8 cannot evaluate
 # are strings. Its size counts too (reading and unmarshalling the .pyc): comments cost nothing.
 #
-# Both sides use one function, require: import the provider package; if the copy found first on
-# sys.path does not ship the exact library file this wheel was linked to (another ABI series
-# shadows it), load a copy that does from another sys.path entry, under a private module name. That
-# is what lets two series of one library serve two consumers in one process. Which copy is
-# candidates(): a pure function of the sys.path entries and the disk, for `sharewheel check` to
-# choose exactly as the hook does.
+# Both sides use one function, require: load the provider copy that fits, from the sys.path entry
+# that ships the exact library files this wheel was linked to, under its own name when it is what
+# `import package` gives, else under a private module name (the import system has one module per
+# name: that is what lets two series of one library serve two consumers in one process). Which
+# copy is candidates(): a pure function of the sys.path entries, the disk and the requirement, for
+# `sharewheel check` to choose exactly as the hook does. A copy is never imported to learn what it
+# is (its __init__ loads its libraries, and the first library of a name loaded serves every later
+# need of that name): its version is the `__version__` line of its __init__.py, and the requirement
+# (the Requires-Dist string of the table, as the manifest records it) is read by a small PEP 440
+# comparator, admits(). A copy that fails to load is skipped for the next (a damaged copy must not
+# hide a good one), and the error of none loading names each copy tried. Native code never comes
+# from the current directory: not from "" or a relative entry, nor from an absolute entry that is
+# the current directory (`python -m`, a script run from there); the hook does not even `import
+# package` when that would find it there. Nothing is hashed here (start-up time): `sharewheel
+# check --verify` compares the files with the sha256 their manifest records.
 #
 # On musl libc a library loaded by path does not satisfy a later DT_NEEDED (see layout_error): the
 # tables of musllinux wheels say so, and each provider is checked against the RPATH fallbacks of
@@ -40,6 +49,8 @@ if TYPE_CHECKING:
     Libc = Literal["", "musl"]  # sharewheel.runtime.Libc: "" is a loader that reuses a library loaded by path
     # (package, distribution, requirement, files, strategy, lib_dirs): sharewheel.runtime.Requirement.record
     Record = tuple[str, str, str, tuple[str, ...], Strategy, tuple[str, ...]]
+    # (epoch, release, pre (phase 0-2 for a, b, rc; number), post, dev, local): see parse_version
+    Version = tuple[int, tuple[int, ...], tuple[int, int] | None, int | None, int | None, str]
 
 RUNTIME_MODULE = "_sharewheel_runtime"  # this module's name in a package of a wheel
 SERIES = "_sharewheel_series"  # prefix of the private names of copies the series fallback loads
@@ -114,49 +125,225 @@ def ships(package_dir: str, files: "Iterable[str]") -> bool:
     return all(os.path.isfile(os.path.join(lib_dir, f)) for f in files)
 
 
-def provider_copies(package: str, entries: "Iterable[str]") -> "Iterator[str]":
+# --- versions: PEP 440 on what sharewheel writes, without `packaging` -------------------------
+
+
+def parse_version(text: "str | None") -> "Version | None":
+    """(epoch, release, pre, post, dev, local) of a PEP 440 version in normal form (as
+    str(packaging's Version) writes it: `1!2.0rc1.post3.dev4+abc`, lower case), None for
+    anything else: the comparator never guesses."""
+    if not text or not text.isascii():
+        return None
+    public, _, local = text.strip().lower().partition("+")
+    epoch, bang, public = public.rpartition("!")
+    try:
+        dev = post = None
+        public, mark, number = public.partition(".dev")
+        if mark:
+            dev = int(number)
+        public, mark, number = public.partition(".post")
+        if mark:
+            post = int(number)
+        release = public.rstrip("0123456789abrc")  # up to the last "." of the release, then its digits
+        release += public[len(release):len(public) - len(public[len(release):].lstrip("0123456789"))]
+        letters = public[len(release):]
+        pre = None
+        if letters:
+            phase = letters.rstrip("0123456789")
+            pre = (("a", "b", "rc").index(phase), int(letters[len(phase):]))
+        return (int(epoch) if bang else 0, tuple(int(part) for part in release.split(".")), pre, post, dev, local)
+    except ValueError:  # int("") or a phase that is not a, b or rc
+        return None
+
+
+def version_key(version: "Version") -> "tuple[object, ...]":
+    """PEP 440's order of a public version: trailing zeros of the release do not count, a
+    development release comes before the pre-releases, the release before its post-releases."""
+    epoch, release, pre, post, dev, _ = version
+    while release and release[-1] == 0:
+        release = release[:-1]
+    return (epoch, release, (1, *pre) if pre else (0,) if dev is not None and post is None else (2,),
+            (0,) if post is None else (1, post), (1,) if dev is None else (0, dev))
+
+
+def specifiers(requirement: str) -> "list[tuple[str, str]] | None":
+    """The (operator, version) pairs of a requirement string (`acme-native==3.*,>=3.1.4`, extras and
+    marker allowed); None when it is not one this comparator reads (a URL, an unknown operator)."""
+    head = requirement.partition(";")[0]
+    if "@" in head:
+        return None
+    at = next((i for i, c in enumerate(head) if c in "<>=!~"), len(head))
+    found = []
+    for part in head[at:].split(",") if at < len(head) else ():
+        version = part.strip().lstrip("<>=!~")
+        operator = part.strip()[:len(part.strip()) - len(version)]
+        if operator not in ("==", "!=", "<=", ">=", "<", ">", "~=", "==="):
+            return None
+        found.append((operator, version.strip()))
+    return found
+
+
+def admits(clauses: "list[tuple[str, str]] | None", text: "str | None") -> "bool | None":
+    """Whether every clause (see specifiers) admits the version `text`, pre-releases included, as
+    packaging (26) reads PEP 440; None when either cannot be read."""
+    version = parse_version(text)
+    if clauses is None or version is None:
+        return None
+    key = version_key(version)
+    for operator, wanted in clauses:
+        if operator == "===":
+            ok = str(text).strip().lower() == wanted.lower()
+        elif wanted.endswith(".*") or operator == "~=":
+            if operator not in ("==", "!=", "~="):
+                return None
+            spec = parse_version(wanted[:-2] if operator != "~=" else wanted)
+            if spec is None or spec[2:5] != (None, None, None) and operator != "~=":
+                return None
+            release = spec[1]
+            if operator == "~=":  # ~=V.N: >=V.N and ==V.*
+                if len(release) < 2 or wanted.endswith(".*"):
+                    return None
+                release = release[:-1]
+            size = len(release)
+            same = version[0] == spec[0] and (version[1] + (0,) * size)[:size] == release
+            ok = same if operator == "==" else not same if operator == "!=" else same and key >= version_key(spec)
+        else:
+            spec = parse_version(wanted)
+            if spec is None:
+                return None
+            spec_key = version_key(spec)
+            base = key[:2] == spec_key[:2]  # the same epoch and release
+            if operator in ("==", "!="):  # a local label counts only if the specifier has one
+                same = key == spec_key and (not spec[5] or version[5] == spec[5])
+                ok = same if operator == "==" else not same
+            elif operator == "<=":
+                ok = key <= spec_key
+            elif operator == ">=":
+                ok = key >= spec_key
+            elif operator == "<":  # `< V.dev0` for a final V: not V's pre- or development releases
+                ok = key < spec_key and (not base or spec[2] is not None or spec[4] is not None or spec[3] is not None
+                                         and (version[2:4] != spec[2:4] or version[4] is None))
+            else:  # ">": not a post-release of the version itself (of its pre-release too), unless
+                # that is a post- or development release
+                ok = key > spec_key and (spec[3] is not None or spec[4] is not None or not base or version[2] != spec[2])
+        if not ok:
+            return False
+    return True
+
+
+def copy_version(package_dir: str) -> "str | None":
+    """The version of the provider copy in `package_dir`: the `__version__ = '...'` line sharewheel
+    writes into its __init__.py (a read of a small file; importing it would load its libraries)."""
+    try:
+        fd = os.open(os.path.join(package_dir, "__init__.py"),
+                     os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        head = b"\n" + os.read(fd, 16384)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    at = head.find(b"\n__version__ = ")
+    if at < 0:
+        return None
+    value = head[at + 15:].partition(b"\n")[0].strip()
+    if len(value) < 3 or value[:1] not in (b"'", b'"') or value[-1:] != value[:1]:
+        return None
+    return value[1:-1].decode("ascii", "replace")
+
+
+# --- which copy on sys.path -------------------------------------------------------------------
+
+
+def _identity(path: str) -> "tuple[int, int] | None":
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _current(entry: str, here_id: "tuple[int, int] | None") -> bool:
+    """Whether sys.path entry `entry` is the current directory (whose identity is `here_id`): "",
+    a relative entry, or the directory itself spelt absolutely."""
+    return not entry or not os.path.isabs(entry) or here_id is not None and _identity(entry) == here_id
+
+
+def provider_copies(package: str, entries: "Iterable[str]", here: "str | None" = None) -> "Iterator[str]":
     """The copies of provider package `package` in `entries` (sys.path order): the real path of
-    each ``<entry>/<package>`` with an ``__init__.py``, once. Only absolute entries count: native
-    code is never loaded from the current directory ("" or a relative entry)."""
+    each ``<entry>/<package>`` with an ``__init__.py``, once. Only absolute entries count, and none
+    that is the directory `here` (the hook's current directory): native code is never loaded from
+    the current directory, whether sys.path spells it "", relative or absolute (`python -m`)."""
     seen = set()
+    here_id = None
     for entry in entries:
-        if not entry or not os.path.isabs(entry):
-            continue
-        package_dir = os.path.realpath(os.path.join(entry, package))
-        if package_dir not in seen and os.path.isfile(os.path.join(package_dir, "__init__.py")):
-            seen.add(package_dir)
-            yield package_dir
+        if entry and os.path.isabs(entry) and os.path.isfile(os.path.join(entry, package, "__init__.py")):
+            here_id = here_id or (None if here is None else _identity(here))
+            if here_id is not None and _identity(entry) == here_id:
+                continue
+            package_dir = os.path.realpath(os.path.join(entry, package))
+            if package_dir not in seen:
+                seen.add(package_dir)
+                yield package_dir
 
 
-def candidates(package: str, files: "Sequence[str]", entries: "Iterable[str]",
-               imported: "str | None" = None) -> "Iterator[str]":
+def candidates(package: str, files: "Sequence[str]", entries: "Iterable[str]", requirement: str = "",
+               here: "str | None" = None) -> "Iterator[str]":
     """The copies of provider `package` that ship `files`, in the order they are to be tried.
 
-    `imported`: the directory of the copy ``import package`` gave (None if it failed). It comes
-    first when it ships `files`, since it is the one every other ``import package`` in the process
-    gets; then every other copy in `entries` that does (see provider_copies). A function of its
-    arguments and the disk only, evaluated lazily: the hook looks no further than the copy it
-    uses (the first costs no path resolution); ``sharewheel check``, auditing absolute entries,
-    passes the first of provider_copies as `imported` (what the import system finds there) and
-    so chooses exactly as the hook does.
+    First those whose version (copy_version) `requirement` admits, then the others (an older
+    release of the series, a version or requirement the comparator cannot read), each in sys.path
+    order; see provider_copies for `entries` and `here`. A function of its arguments and the disk
+    only, evaluated lazily: the hook looks no further than the copy it loads, and ``sharewheel
+    check`` (with `here` None: where it runs is no part of the environment) chooses exactly as
+    the hook does.
     """
-    if imported is not None and ships(imported, files):
-        yield imported
-    real = None if imported is None else os.path.realpath(imported)
-    for package_dir in provider_copies(package, entries):
-        if package_dir != real and ships(package_dir, files):
-            yield package_dir
+    clauses = specifiers(requirement)
+    later = []
+    for package_dir in provider_copies(package, entries, here):
+        if ships(package_dir, files):
+            if admits(clauses, copy_version(package_dir)):
+                yield package_dir
+            else:
+                later.append(package_dir)
+    yield from later
 
 
-def preload_copies(paths: "Sequence[str]", entries: "Iterable[str]") -> "Iterator[list[str]]":
+def import_finds(package: str, entries: "Iterable[str]", here: "str | None" = None) -> "str | None":
+    """The real directory of the package ``import package`` gives, as the import system's own
+    PathFinder finds it in `entries` (with its directory caches, running nothing), or None: none,
+    no regular package, or one in the current directory (`here`, by default os.getcwd(): what ""
+    and relative entries name), which the hook must not make the import system run."""
+    from _frozen_importlib_external import PathFinder  # loaded at start-up: the import system
+
+    spec = PathFinder.find_spec(package, list(entries))
+    if spec is None or not spec.origin or not spec.submodule_search_locations:
+        return None
+    package_dir = os.path.dirname(spec.origin)
+    here = here or _cwd()
+    if _current(os.path.dirname(package_dir), None if here is None else _identity(here)):
+        return None
+    return os.path.realpath(package_dir)
+
+
+def preload_copies(paths: "Sequence[str]", entries: "Iterable[str]", here: "str | None" = None) -> "Iterator[list[str]]":
     """For each absolute entry of `entries` (sys.path order) that has every one of `paths`
-    (relative, "/"-separated), their full paths: the copies of a third-party provider's files."""
+    (relative, "/"-separated), their full paths: the copies of a third-party provider's files.
+    Never the current directory (see provider_copies)."""
+    here_id = None if here is None else _identity(here)
     for entry in entries:
-        if not entry or not os.path.isabs(entry):
-            continue  # never load native code from the current directory
         files = [os.path.join(entry, *path.split("/")) for path in paths]
-        if all(os.path.isfile(f) for f in files):
+        if entry and os.path.isabs(entry) and all(os.path.isfile(f) for f in files) and not _current(entry, here_id):
             yield files
+
+
+def _cwd() -> "str | None":
+    try:
+        return os.getcwd()
+    except OSError:  # removed: "" finds nothing there either
+        return None
 
 
 def layout_error(libc: "Libc", origin: str, fallbacks: "Sequence[str]", loaded: "Iterable[str]",
@@ -242,35 +429,63 @@ def _load_private(package: str, files: "Sequence[str]", package_dir: str) -> "Mo
     return module
 
 
-def require(package: str, distribution: str, requirement: str, files: "Sequence[str]", needed_by: str, *,
-            libc: "Libc" = "", fallbacks: "Sequence[str]" = (), origin: str = "") -> "ModuleType":
-    """Load provider `package` from the sys.path entry that ships `files`, and return it;
-    `libc`, `fallbacks` and `origin`: see layout_error."""
-    imported = None
-    module = None
-    try:
-        __import__(package)  # thread-safe by itself
-    except ModuleNotFoundError as e:
-        if e.name != package:
-            raise
+def _copy(package: str, files: "Sequence[str]", package_dir: str, here: "str | None") -> "ModuleType":
+    """The provider copy in `package_dir` as a module: the one ``import package`` gives when that
+    is this copy (and nothing in the current directory comes first), else a private one."""
+    module = sys.modules.get(package)
+    if module is None:
+        own = import_finds(package, sys.path, here)
     else:
+        file = getattr(module, "__file__", None)
+        own = os.path.realpath(os.path.dirname(file)) if file else None
+    if own == package_dir:
+        __import__(package)  # thread-safe: waits for another thread's import of it to finish
         module = sys.modules[package]
         file = getattr(module, "__file__", None)
-        if file:
-            imported = os.path.dirname(file)
-    for package_dir in candidates(package, files, sys.path, imported):
-        if package_dir != imported or module is None:  # (None only without `imported`: for mypy)
-            module = _load_private(package, files, package_dir)
-        if libc:
-            lib_dir = os.path.join(os.path.realpath(package_dir), "lib")
-            check_layout(libc, origin, fallbacks, [os.path.join(lib_dir, f) for f in files], distribution,
-                         requirement, needed_by)
-        module.load()
-        return module
-    other = "" if imported is None else (
-        f"; the {distribution} found in {os.path.dirname(os.path.realpath(imported))} ships another ABI series"
-    )
-    raise missing(distribution, requirement, needed_by, package, other)
+        if file and os.path.realpath(os.path.dirname(file)) == package_dir:
+            return module
+    return _load_private(package, files, package_dir)
+
+
+def _none_found(package: str, distribution: str, here: "str | None") -> str:
+    """Why no copy of `package` on sys.path serves (for the ImportError of missing)."""
+    first = next(provider_copies(package, sys.path, here), None)
+    if first is not None:
+        return f"; the {distribution} found in {os.path.dirname(first)} ships another ABI series"
+    here_id = None if here is None else _identity(here)
+    if any(os.path.isfile(os.path.join(e, package, "__init__.py")) for e in sys.path if _current(e, here_id)):
+        return f"; the copy in the current directory ({here}) is not loaded from there"
+    return ""
+
+
+def require(package: str, distribution: str, requirement: str, files: "Sequence[str]", needed_by: str, *,
+            libc: "Libc" = "", fallbacks: "Sequence[str]" = (), origin: str = "") -> "ModuleType":
+    """Load the first of the candidates() for provider `package` that loads, and return it: a
+    damaged copy does not hide a good one further on, and if none loads, the error names each.
+    `libc`, `fallbacks` and `origin`: see layout_error."""
+    here = _cwd()
+    failed = []
+    for package_dir in candidates(package, files, sys.path, requirement, here):
+        try:
+            module = _copy(package, files, package_dir, here)
+            if libc:
+                lib_dir = os.path.join(package_dir, "lib")
+                check_layout(libc, origin, fallbacks, [os.path.join(lib_dir, f) for f in files], distribution,
+                             requirement, needed_by)
+            module.load()
+            return module
+        except Exception as e:  # noqa: BLE001 - whatever the copy raised, the next one may load
+            failed.append((package_dir, e))
+    if len(failed) == 1:
+        raise failed[0][1]
+    if failed:
+        raise ImportError(
+            f"{needed_by} needs the native library provider {distribution} ({requirement}), but none of the "
+            f"{len(failed)} copies on sys.path that ship {', '.join(files)} loads: "
+            + "; ".join(f"{package_dir}: {e}" for package_dir, e in failed),
+            name=package,
+        ) from failed[0][1]
+    raise missing(distribution, requirement, needed_by, package, _none_found(package, distribution, here))
 
 
 def import_provider(module: str, distribution: str, requirement: str, needed_by: str, *, libc: "Libc" = "",
@@ -296,7 +511,7 @@ def preload(distribution: str, requirement: str, paths: "Sequence[str]", needed_
     with _fallback_lock:
         if key in _preloaded:
             return
-        for files in preload_copies(paths, sys.path):
+        for files in preload_copies(paths, sys.path, _cwd()):
             if libc:
                 check_layout(libc, origin, fallbacks, files, distribution, requirement, needed_by)
             handles: list[object] = []
