@@ -348,10 +348,12 @@ def test_without_source_date_epoch_only_timestamps_differ(elf_prefix: Path, cons
                                                           tmp_path: Path) -> None:
     env = {"SOURCE_DATE_EPOCH": "", "LD_LIBRARY_PATH": str(consumer.extra_lib_dir)}
     outputs: dict[str, list[Path]] = {"pack": [], "repair": []}
-    started = []
+    started: list[float] = []
+    finished = 0.0
     for attempt in range(2):
-        if started:  # zip times have 2 s resolution: make sure the clock has moved on
-            time.sleep(max(0.0, started[0] + 2.1 - time.time()))
+        # zip times have 2 s resolution: the second run starts 2.1 s after the first one's last
+        # write (not after its start: a slow first run would leave both in one 2 s slot)
+        time.sleep(max(0.0, finished + 2.1 - time.time()))
         started.append(time.time())
         out = tmp_path / f"pack-{attempt}"
         sharewheel_listing("natural", "pack", elf_prefix, "--name", "acme-native", "--version", "3.1.4",
@@ -360,6 +362,7 @@ def test_without_source_date_epoch_only_timestamps_differ(elf_prefix: Path, cons
         out = tmp_path / f"repair-{attempt}"
         sharewheel_listing("natural", "repair", consumer.input, "-w", out, "--provider", consumer.provider, env=env)
         outputs["repair"].append(only_wheel(out))
+        finished = time.time()
     for command, (first, second) in outputs.items():
         assert first.name == second.name, command
         assert entries(first) == entries(second), command  # names, order and bytes
