@@ -422,10 +422,17 @@ def _options_for(paths: list[Path], flags: Any, plat: str, lib_sdir: str | None,
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print the plans as JSON (a list, one per wheel).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Repair up to N wheels at once (default: the number of CPUs).")
+@click.option("--set", "as_set", is_flag=True, default=None,
+              help="The wheels are one release: a library several of them would vendor is carried once, by the wheel "
+              "all the others require (or by --set-provider), and linked by the others ([tool.sharewheel] set = true).")
+@click.option("--set-provider", default=None, metavar="NAME",
+              help="With --set: where no wheel of the set is required by all the others, pack the shared libraries "
+              "as this new native-lib wheel.")
 @click.pass_context
 def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, providers: tuple[str, ...],
            plugins: tuple[Path, ...], exclude: tuple[str, ...], plat: str, lib_sdir: str | None, dry_run: bool,
-           as_json: bool, abi: tuple[str, ...], jobs: int | None, **tool_values: Any) -> int:
+           as_json: bool, abi: tuple[str, ...], jobs: int | None, as_set: bool | None, set_provider: str | None,
+           **tool_values: Any) -> int:
     """Link WHEELS to provider wheels instead of vendoring what those provide.
 
     --provider, --plugin, --exclude and --abi default to SHAREWHEEL_PROVIDERS, _PLUGINS, _EXCLUDE
@@ -437,10 +444,16 @@ def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, provide
 
     if as_json and not dry_run:
         raise click.UsageError("--json prints a plan: give it with --dry-run")
-    flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi))
-    resolve(flags)  # a broken configuration is an error before any wheel is read (each wheel's: announced)
+    flags = Settings(providers or None, plugins or None, exclude or None, abi_flags(abi), as_set)
+    one_release = resolve(flags).set  # a broken configuration is an error before any wheel is read (each wheel's: announced)
     settings = ctx.obj or {}
     paths = _expand(wheels)
+    if set_provider is not None and not one_release:
+        raise click.UsageError("--set-provider names the carrier of a set: give it with --set")
+    if one_release:
+        if as_json:
+            raise click.UsageError("--json is not available for --set yet: give --dry-run alone")
+        return _repair_set(ctx, paths, wheel_dir, flags, plat, lib_sdir, set_provider, dry_run, tool_values)
     workers = min(jobs or os.cpu_count() or 1, len(paths))
     work = _options_for(paths, flags, plat, lib_sdir, _tool_flags(ctx, tool_values), ctx, dry_run=dry_run)
     for index, (path, options) in enumerate(work):
@@ -474,6 +487,28 @@ def repair(ctx: click.Context, wheels: tuple[str, ...], wheel_dir: Path, provide
     if as_json:
         click.echo(json.dumps(plans, indent=2))
     return status
+
+
+def _repair_set(ctx: click.Context, paths: list[Path], wheel_dir: Path, flags: Any, plat: str, lib_sdir: str | None,
+                set_provider: str | None, dry_run: bool, tool_values: dict[str, Any]) -> int:
+    """`repair --set`: the wheels repaired together (sharewheel.sets), all written or none."""
+    from sharewheel.pack import check_text_options
+    from sharewheel.repair import removed_if_left_empty
+    from sharewheel.sets import repair_set
+
+    if set_provider is not None:
+        check_text_options(set_provider, "", flag="--set-provider")
+    settings = ctx.obj or {}
+    work = _options_for(paths, flags, plat, lib_sdir, _tool_flags(ctx, tool_values), ctx, dry_run=dry_run)
+    with removed_if_left_empty(wheel_dir):
+        reports = repair_set(work, wheel_dir, set_provider)
+    for report in reports:
+        _notify(settings, report.notices)
+        if dry_run or settings.get("verbose"):
+            click.echo("\n".join(f"  {line}" for line in report.plan()), err=not dry_run)
+        if dry_run or not settings.get("quiet"):
+            click.echo(report.summary())
+    return 0
 
 
 @main.command()

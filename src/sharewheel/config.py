@@ -8,6 +8,7 @@ for cibuildwheel::
     providers = ["acme-native", "wheelhouse/providers"]   # names, wheel paths or directories
     plugins = ["sharewheel-plugins/libfoo.toml"]
     exclude = ["libcuda.so.1"]
+    set = true                                             # repair --set (main table only)
     [tool.sharewheel.abi]
     acme-native = "minor"
     [tool.sharewheel.linux]                                # for Linux wheels, over the above
@@ -60,6 +61,7 @@ log = logging.getLogger("config")
 ENV_PREFIX = "SHAREWHEEL_"
 _LISTS = ("providers", "plugins", "exclude")
 KEYS = (*_LISTS, "abi")
+RUN_KEYS = ("set",)  # the main table's only: they decide the run, not each wheel's repair
 OSES = ("linux", "macos", "windows")  # per-platform tables, as [tool.cibuildwheel.linux]
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")  # a distribution name (PEP 508)
 
@@ -72,6 +74,7 @@ class Settings:
     plugins: tuple[Path, ...] | None = None
     exclude: tuple[str, ...] | None = None
     abi: Mapping[str, AbiPolicy] | None = None  # canonical provider name → the consumer's override
+    set: bool | None = None  # repair the wheels as one release (sharewheel.sets)
 
     def over(self, lower: Settings) -> Settings:
         """These settings, with what they leave unset taken from `lower`: replace, never merge."""
@@ -80,6 +83,7 @@ class Settings:
             plugins=self.plugins if self.plugins is not None else lower.plugins,
             exclude=self.exclude if self.exclude is not None else lower.exclude,
             abi=self.abi if self.abi is not None else lower.abi,
+            set=self.set if self.set is not None else lower.set,
         )
 
     def describe(self) -> str:
@@ -88,6 +92,8 @@ class Settings:
                  for key in _LISTS if (value := getattr(self, key)) is not None]
         if self.abi is not None:
             parts.append(f"abi = {', '.join(f'{k}={v.name}' for k, v in sorted(self.abi.items())) or '(none)'}")
+        if self.set is not None:
+            parts.append(f"set = {'true' if self.set else 'false'}")
         return "; ".join(parts)
 
 
@@ -103,6 +109,7 @@ class Config:
     source: Path | None = None
     table: bool = False
     sources: tuple[tuple[str, str], ...] = ()  # (source, what it sets) for each that sets something: -v
+    set: bool = False  # repair the wheels as one release (repair --set)
 
     @property
     def announcement(self) -> str | None:
@@ -129,7 +136,7 @@ def resolve(flags: Settings, *, cwd: Path | None = None, environ: Mapping[str, s
     ) if (text := settings.describe()))
     return Config(
         merged.providers or (), merged.plugins or (), merged.exclude or (), dict(merged.abi or {}), pyproject,
-        table is not None, sources,
+        table is not None, sources, bool(merged.set),
     )
 
 
@@ -252,9 +259,12 @@ def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Set
     where = f"{path}: {name}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table, not {_kind(table)}")
-    unknown = sorted(set(table) - set(KEYS) - set(subtables))
+    known = (*KEYS, *(RUN_KEYS if subtables else ()), *subtables)  # (an OS table has no run keys)
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted((*KEYS, *subtables)))})")
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(known))})")
+    if "set" in table and not isinstance(table["set"], bool):
+        raise ConfigError(f"{where} set: must be a boolean (true or false), not {_kind(table['set'])}")
     base = path.parent
     lists = {key: _strings(table[key], f"{where} {key}") for key in _LISTS if key in table}
     abi: dict[str, AbiPolicy] | None = None
@@ -274,6 +284,7 @@ def _table(table: Any, path: Path, name: str, subtables: tuple[str, ...]) -> Set
         if "plugins" in lists else None,
         exclude=tuple(lists["exclude"]) if "exclude" in lists else None,
         abi=abi,
+        set=table.get("set"),
     )
 
 

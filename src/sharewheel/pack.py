@@ -56,6 +56,8 @@ class PackOptions:
     summary: str = ""
     plugins: tuple[Path, ...] = ()
     dry_run: bool = False  # build the wheel in a work directory and report it; write nothing
+    package: str | None = None  # the import package (default: the name's); a set's carrier has its own
+    library_path: tuple[Path, ...] = ()  # searched after PREFIX/lib for the libraries' own dependencies
 
 
 def pack(options: PackOptions) -> RepairReport:
@@ -66,7 +68,7 @@ def pack(options: PackOptions) -> RepairReport:
     version = parse_version(options.version, "--version")
     policy = AbiPolicy.parse(options.abi)
     distribution = canonicalize_name(options.name)
-    package = distribution.replace("-", "_")
+    package = options.package or distribution.replace("-", "_")
     if not package.isidentifier():
         raise SharewheelError(f"--name {options.name}: {package!r} is not a valid Python package name")
 
@@ -111,7 +113,7 @@ def pack(options: PackOptions) -> RepairReport:
         (package_dir / f"{RUNTIME_MODULE}.py").write_text(loader_source(), encoding="utf-8")
         (package_dir / "__main__.py").write_text(provider_main_source(), encoding="utf-8")
 
-        name = WheelName.parse(f"{package}-{version}-py3-none-{platform}.whl")
+        name = WheelName.parse(f"{distribution.replace('-', '_')}-{version}-py3-none-{platform}.whl")
         dist_info = tree / name.dist_info
         dist_info.mkdir()
         provides = Provides(
@@ -139,7 +141,7 @@ def pack(options: PackOptions) -> RepairReport:
                 plat=options.plat,
                 install_hook=False,
                 declared_requires=tuple(p.distribution for p in requires),
-                library_path=tuple(d for d in (prefix / "lib", prefix / "lib64") if d.is_dir()),
+                library_path=(*(d for d in (prefix / "lib", prefix / "lib64") if d.is_dir()), *options.library_path),
                 dry_run=options.dry_run,
             ),
         )
@@ -155,11 +157,11 @@ _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", re.IGNORECASE | re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def check_text_options(name: str, summary: str) -> None:
+def check_text_options(name: str, summary: str, flag: str = "--name") -> None:
     """--name and --summary go into file names and METADATA headers as given: a name pip
     refuses makes a wheel nobody can install, a line break in the summary a header of its own."""
     if not _NAME.fullmatch(name):
-        raise ConfigError(f"--name {name!r}: not a distribution name (PEP 508: ASCII letters, digits, '.', '_' "
+        raise ConfigError(f"{flag} {name!r}: not a distribution name (PEP 508: ASCII letters, digits, '.', '_' "
                           "and '-', beginning and ending with a letter or digit)")
     if _CONTROL.search(summary):
         raise ConfigError(f"--summary {summary[:80]!r}{'...' if len(summary) > 80 else ''}: "

@@ -80,6 +80,7 @@ class RepairOptions:
     tolerate_missing: bool = False  # show: a library not found is reported, not an error
     progress: Progress | None = None  # told what repair is doing, for a progress bar
     abi: Mapping[str, AbiPolicy] = field(default_factory=dict)  # consumer's overrides (config): narrow only
+    set_providers: tuple[Path, ...] = ()  # repair --set: its carrier, beside the providers given or installed
     tools: ToolFlags = field(default_factory=ToolFlags)  # auditwheel's, delocate's, delvewheel's own flags
 
 
@@ -184,7 +185,7 @@ def planned(wheel_path: Path, options: RepairOptions) -> Iterator[Planned]:
         # providers for the wheel's OS, architecture and libc (a linux_<arch> tag names no libc: the binaries do)
         needed = [name for info in analysis.binaries.values() for name in info.needed]
         registry = Registry.discover(options.providers, keys_of(wheel.platforms, needed),
-                                     plugin_files=options.plugins, abi=options.abi)
+                                     plugin_files=options.plugins, abi=options.abi, also=options.set_providers)
         plan = make_plan(analysis, registry, options)
         yield apply(analysis, plan)
 
@@ -206,7 +207,7 @@ def analyze(wheel: InputWheel, tree: Path, progress: Progress | None = None) -> 
 def make_plan(analysis: Analysis, registry: Registry, options: RepairOptions) -> Plan:
     """The vendored copies providers replace, the links, the requirements and the hook; refused
     before anything is relinked where a provider cannot stand in for what it replaces."""
-    unvendoring = plan_unvendoring(analysis.tree, analysis.binaries, registry, analysis.distribution, options.exclude)
+    unvendoring = plan_unvendoring(analysis.tree, analysis.binaries, registry, options.exclude)
     plan = plan_links(analysis, registry, options, unvendoring)
     prove_stand_ins(analysis.adapter, analysis.tree, analysis.binaries, plan, unvendoring, options.library_path)
     # the requirement's floor: the oldest release at hand that stands in too (or the vendored copy's)
@@ -258,7 +259,13 @@ def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, u
                 continue
             provider, library = match.provider, match.library
             if canonicalize_name(provider.distribution) == canonicalize_name(distribution):
-                continue  # a provider's own libraries: never a dependency on itself
+                # a provider's own libraries: never a dependency on itself; but a wheel that
+                # carries a library for its set (sharewheel.sets) links its own binaries to it
+                if name != library.unique_name:
+                    matches[binary, name] = match
+                    relink.setdefault(binary, {})[name] = library.unique_name
+                    fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
+                continue
             matches[binary, name] = match
             key = canonicalize_name(provider.distribution)
             providers[key] = provider
@@ -322,7 +329,7 @@ def _write_dist_info(
     if provides is not None:
         provides = replace(
             provides,
-            platform=".".join(platforms),
+            platform=".".join(sorted(platforms)),  # (as WHEEL lists them: the same however it was reached)
             libraries=tuple(replace(lib, sha256=sha256_hex(tree / lib.path)) for lib in provides.libraries),
         )
     if provides is not None or links:  # (a wheel nothing was linked in stays as auditwheel would write it)

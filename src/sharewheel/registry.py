@@ -218,13 +218,15 @@ class Registry:
         include_installed: bool = True,
         plugin_files: Sequence[Path] = (),
         abi: Mapping[str, AbiPolicy] | None = None,
+        also: Sequence[Path] = (),
     ) -> Registry:
         """Providers for `platform` from `provider_paths` (wheels, directories, installed
         distribution names), or, when none is given, from the installed environment (a repair
         told its providers does not depend on, nor read, whatever else is installed where it
         runs); `abi`: the consumer's overrides by canonical name, which narrow those providers'
-        requirements."""
-        given = [p for p in given_providers(provider_paths, plugin_files) if platform <= p.platform_keys]
+        requirements; `also`: provider wheels read besides, which do not count as given (a set's
+        carrier, sharewheel.sets)."""
+        given = [p for p in given_providers((*provider_paths, *also), plugin_files) if platform <= p.platform_keys]
         names = {canonicalize_name(p.distribution) for p in given}
         installed = [
             p for p in (_installed() if include_installed and not provider_paths else ())

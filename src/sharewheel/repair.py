@@ -45,6 +45,7 @@ class RepairReport:
     sources: dict[str, str] = field(default_factory=dict)  # vendored path → the file it was copied from
     notices: tuple[str, ...] = ()  # the usage policies of linked providers this wheel is not listed in
     files: tuple[str, ...] = ()  # pack --dry-run: the files the wheel would hold
+    carried: tuple[tuple[str, str], ...] = ()  # repair --set's carrier: (original, unique name) it carries
 
     @classmethod
     def of(cls, done: Planned, out_dir: Path) -> RepairReport:
@@ -62,7 +63,7 @@ class RepairReport:
         """What repair does (or, dry, would do) and why: `-v` logs it, `--dry-run` prints it."""
         if self.pure:
             return ["copy unchanged: a pure-Python wheel (platform any) has nothing to repair"]
-        lines = []
+        lines = [f"carry {original} as {unique} for the set" for original, unique in self.carried]
         for link in self.links:
             how = f"replacing the vendored copy {link.original}" if link.original in {
                 posixpath.basename(p) for p in self.unvendored} else "not vendored"
@@ -90,8 +91,9 @@ class RepairReport:
         if self.unvendored:
             names = ", ".join(posixpath.basename(v) for v in self.unvendored)
             removed = f"; unvendored {names}, saving {describe_saved(self.saved)}"
+        carried = "".join(f"carries {original} as {unique} for its set; " for original, unique in self.carried)
         return (
-            f"{self.output.name}: linked {linked or 'nothing'}; vendored {vendored or 'nothing'}"
+            f"{self.output.name}: {carried}linked {linked or 'nothing'}; vendored {vendored or 'nothing'}"
             f"{removed}; tagged {', '.join(sorted(self.platforms))}"
         )
 

@@ -68,10 +68,10 @@ def plan_unvendoring(
     tree: Path,
     binaries: Mapping[str, BinaryInfo],
     registry: Registry,
-    distribution: str,
     exclude: Iterable[str] = (),
 ) -> Unvendoring:
-    """Which vendored copies in `tree` providers replace, and what else goes with them."""
+    """Which vendored copies in `tree` providers replace, and what else goes with them. A copy of
+    a library the wheel itself provides goes too: a set's carrier (sharewheel.sets) links its own."""
     import fnmatch
 
     patterns = list(exclude)
@@ -84,7 +84,7 @@ def plan_unvendoring(
     floors: dict[str, Version] = {}
     for path, copy in sorted(copies.items()):
         match = next((m for m in map(registry.lookup, copy.originals) if m is not None), None)
-        if match is None or canonicalize_name(match.provider.distribution) == canonicalize_name(distribution):
+        if match is None:
             continue
         if any(fnmatch.fnmatchcase(name, p) for name in copy.originals for p in patterns):
             continue
