@@ -252,7 +252,10 @@ def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, u
     files: dict[str, set[str]] = {}
     providers = {}
     provided: dict[str, Callable[[Path], None]] = {}
+    removed = set(unvendoring.removed)  # (a replaced copy that needed another: gone, nothing to relink)
     for binary, info in sorted(analysis.binaries.items()):
+        if binary in removed:
+            continue
         for name in info.needed:
             match = unvendoring.stand_in(name) or registry.lookup(name)
             if match is None or any(fnmatch.fnmatchcase(name, p) for p in options.exclude):
