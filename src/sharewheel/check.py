@@ -14,7 +14,8 @@ hook will load, and warns when an older release of the series comes first on the
 library files with the sha256 its manifest records; the hook never hashes (start-up time).
 
 It also lists libraries vendored more than once (auditwheel, delocate, delvewheel copies): not
-broken, but the bytes a shared provider would save, and which installed provider could.
+broken, but the bytes a shared provider would save, and which installed provider could; and, as
+warnings, copies of runtimes that clash when loaded into one process (sharewheel.clashes).
 
 Everything is read from disk; nothing in the audited environment is imported or run (except
 the interpreter given with ``--python``, once, to print its ``sys.path``). Plugins come from
@@ -43,6 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from sharewheel import symbols
 from sharewheel.adapters import PlatformAdapter, adapter_for_host_binary
+from sharewheel.clashes import Carried, Clash, clashes, family_of
 from sharewheel.errors import SharewheelError
 from sharewheel.files import sha256_hex
 from sharewheel.manifest import MANIFEST_NAME, Link, Manifest, ProvidedLibrary, read_installed
@@ -325,10 +327,11 @@ class CheckReport:
     problems: tuple[Problem, ...]
     duplicates: tuple[Duplicate, ...]
     warnings: tuple[str, ...] = ()
+    clashes: tuple[Clash, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Nothing broken; duplicates and warnings alone are not."""
+        """Nothing broken; duplicates, clashes and warnings alone are not."""
         return not self.problems
 
     def as_json(self) -> dict[str, Any]:
@@ -367,12 +370,14 @@ class CheckReport:
             "problems": [problem.as_json() for problem in self.problems],
             "duplicates": [duplicate.as_json() for duplicate in self.duplicates],
             "warnings": list(self.warnings),
+            "clashes": [clash.as_json() for clash in self.clashes],
         }
 
     def as_text(self) -> str:
         """One line per finding: problems, then warnings, then duplicates, then a summary line."""
         lines = [problem.message for problem in self.problems]
         lines += [f"warning: {warning}" for warning in self.warnings]
+        lines += [f"warning: {clash.message}" for clash in self.clashes]
         if self.duplicates:
             lines.append("Vendored more than once:")
             lines += [f"  {duplicate.as_text()}" for duplicate in self.duplicates]
@@ -441,8 +446,10 @@ class _Audit:
             if manifest is not None and manifest.links and not item.shadowed and id(item) not in self.broken:
                 links += self._guarded(item, functools.partial(self._links, item, manifest.links)) or []
         duplicates = tuple(self._duplicates())  # (before the problems: it may find a RECORD unreadable)
+        found = tuple(clashes(self._carried(family_of), lambda: self._carried(_binary)))
         return CheckReport(
             self.paths, tuple(self.providers), tuple(links), tuple(self.problems), duplicates, tuple(self.warnings),
+            found,
         )
 
     def _read(self, item: Installed) -> None:
@@ -775,6 +782,18 @@ class _Audit:
 
     # vendored copies
 
+    def _carried(self, select: Callable[[str], object]) -> list[Carried]:
+        """The files of the visible, readable distributions whose names `select` accepts, present
+        on disk: vendored copies, provider libraries and anything else a RECORD lists."""
+        found = []
+        for item in self.items:
+            if item.shadowed or id(item) in self.broken:
+                continue
+            for path, _ in self._guarded(item, functools.partial(_listed, item)) or []:
+                if select(path.rsplit("/", 1)[-1]) and item.file(path).is_file():
+                    found.append(Carried(item.name, item.version, item.location, path))
+        return found
+
     def _duplicates(self) -> list[Duplicate]:
         """Vendored copies (from RECORD, as the tools name them) grouped by library stem."""
         groups: dict[str, list[Copy]] = {}
@@ -805,6 +824,11 @@ class _Audit:
             saving = sum(c.size for c in copies) - max(c.size for c in copies)
             duplicates.append(Duplicate(stem, tuple(copies), saving, provider))
         return duplicates
+
+
+def _binary(filename: str) -> bool:
+    """Whether a file may be an ELF extension module or library, by its name."""
+    return filename.endswith(".so") or ".so." in filename
 
 
 def _listed(item: Installed) -> list[tuple[str, int]]:

@@ -545,8 +545,9 @@ def show(ctx: click.Context, wheel: Path, providers: tuple[str, ...], plugins: t
 def check(interpreter: str | None, paths: tuple[Path, ...], as_json: bool, verify: bool) -> int:
     """Check an installed environment: every link recorded by repair still holds (its provider
     installed, inside the ABI policy, the file present and exporting what is imported), each
-    consumer served by the provider copy its hook loads; list libraries vendored more than once.
-    Exit status 1 if something is broken."""
+    consumer served by the provider copy its hook loads; list libraries vendored more than once,
+    and warn of runtimes (OpenMP, BLAS, libstdc++) whose copies clash in one process.
+    Exit status 1 if something is broken (a clash alone is not)."""
     from sharewheel.check import audit_paths, check_environment
 
     if interpreter is not None and paths:
@@ -554,6 +555,37 @@ def check(interpreter: str | None, paths: tuple[Path, ...], as_json: bool, verif
     report = check_environment(audit_paths(interpreter, paths), python=interpreter, verify=verify)
     click.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
     return 0 if report.ok else 1
+
+
+@main.command()
+@_verbosity
+@click.argument("wheelhouse", type=click.Path(path_type=Path))
+@click.option("--apply", "apply_", is_flag=True,
+              help="Pack each shared library as a native-lib wheel and repair every wheel to link it, into -w.")
+@click.option("--provider-prefix", default=None, metavar="NAME",
+              help="With --apply: the providers are named NAME-<library> (e.g. acme-libcrypto).")
+@click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=None, metavar="OUT",
+              help="With --apply: where the providers and the repaired wheels go (all of them, or none).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def dedupe(wheelhouse: Path, apply_: bool, provider_prefix: str | None, wheel_dir: Path | None,
+           as_json: bool) -> None:
+    """Report the libraries the wheels in WHEELHOUSE vendor more than once (auditwheel, delocate
+    and delvewheel copies; one library per family, ABI series and platform), in which wheels, and
+    the bytes a shared provider would save; with --apply, share them. Never writes into WHEELHOUSE."""
+    from sharewheel.dedupe import apply, report
+    from sharewheel.repair import removed_if_left_empty
+
+    if not apply_:
+        if provider_prefix is not None or wheel_dir is not None:
+            raise click.UsageError("--provider-prefix and -w name what --apply writes: give them with --apply")
+        found = report(wheelhouse)
+        click.echo(json.dumps(found.as_json(), indent=2) if as_json else found.as_text())
+        return
+    if provider_prefix is None or wheel_dir is None:
+        raise click.UsageError("--apply needs --provider-prefix and -w")
+    with removed_if_left_empty(wheel_dir):
+        applied = apply(wheelhouse, provider_prefix, wheel_dir)
+    click.echo(json.dumps(applied.as_json(), indent=2) if as_json else applied.as_text())
 
 
 def _environment_options(function: F) -> F:
