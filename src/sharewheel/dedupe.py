@@ -41,10 +41,9 @@ from packaging.utils import canonicalize_name
 from sharewheel.errors import SharewheelError
 from sharewheel.naming import library_family
 from sharewheel.platforms import keys_of
-from sharewheel.vendored import original_names, vendored_copies
+from sharewheel.vendored import original_names, tool_hash, vendored_copies
 from sharewheel.wheelfile import InputWheel
 
-_AUDITWHEEL_HASH = re.compile(r"^(?P<base>[^.]+)-(?P<hash>[0-9a-f]{8})\.")
 _SERIES = re.compile(r"\.so\.(?P<major>\d+)|\.(?P<mac>\d+)\.dylib$|-(?P<win>\d+)\.dll$", re.IGNORECASE)
 
 
@@ -143,9 +142,7 @@ def copies_of(path: Path) -> list[WheelCopy]:
         sizes = {info.filename: info.file_size for info in wheel.zip.infolist() if not info.is_dir()}
         found = []
         for copy in vendored_copies(sizes.items()):
-            hashed = _AUDITWHEEL_HASH.match(copy.name)
-            build = (f"auditwheel:{hashed['hash']}" if hashed
-                     else f"sha256:{hashlib.sha256(wheel.read(copy.path)).hexdigest()}")
+            build = tool_hash(copy.name) or f"sha256:{hashlib.sha256(wheel.read(copy.path)).hexdigest()}"
             found.append(WheelCopy(path.name, wheel.project_name, wheel.name.version, copy.path, copy.size,
                                    unhashed(copy.name), build))
     return found

@@ -30,7 +30,6 @@ repairs the set in a private directory and keeps nothing).
 from __future__ import annotations
 
 import configparser
-import hashlib
 import io
 import logging
 import os
@@ -46,7 +45,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from sharewheel.errors import ConfigError, InputWheelError
-from sharewheel.files import TMP_MARK, remove_stale_temporaries, work_dir
+from sharewheel.files import TMP_MARK, remove_stale_temporaries, sha256_hex, work_dir
 from sharewheel.manifest import MANIFEST_NAME, Manifest
 from sharewheel.metadata import add_requirements
 from sharewheel.pack import PackOptions, pack
@@ -54,7 +53,7 @@ from sharewheel.plan import Planned, RepairOptions, planned
 from sharewheel.platforms import PlatformKey, keys_of
 from sharewheel.registry import read_provider_wheel
 from sharewheel.repair import RepairReport, repair_wheel, writable_dir
-from sharewheel.vendored import _AUDITWHEEL, _DELVEWHEEL, is_vendored_path, original_names
+from sharewheel.vendored import is_vendored_path, original_names, tool_hash
 from sharewheel.wheelfile import InputWheel, WheelName, write_wheel
 
 log = logging.getLogger("sets")
@@ -269,28 +268,16 @@ def _keys_of_source(real: Path, soname: str) -> frozenset[Key]:
     """A library about to be vendored: its file, its soname in its directory (the build prefix),
     and the name auditwheel gives its copy (the content's hash), which an earlier repair's copy
     of the same file carries."""
-    digest = _sha256(real)
-    base, _, ext = real.name.partition(".")
+    digest = sha256_hex(real)
     return frozenset({("file", str(real)), ("prefix", soname, str(real.parent)),
-                      ("auditwheel", f"{base}-{digest[:8]}.{ext}"), ("content", digest)})
+                      ("tool", f"auditwheel:{digest[:8]}"), ("content", digest)})
 
 
 def _keys_of_copy(path: Path, name: str) -> frozenset[Key]:
     """A copy an earlier repair left: auditwheel's and delvewheel's names hash the original's
     content (equal names, equal originals); delocate keeps the name, so equal bytes it is."""
-    if _AUDITWHEEL.match(name):
-        return frozenset({("auditwheel", name)})
-    if _DELVEWHEEL.match(name):
-        return frozenset({("delvewheel", name.lower())})
-    return frozenset({("content", _sha256(path))})
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    hashed = tool_hash(name)
+    return frozenset({("tool", hashed) if hashed else ("content", sha256_hex(path))})
 
 
 def _groups(found: list[Vendored]) -> list[list[Vendored]]:

@@ -21,6 +21,17 @@ _DELVEWHEEL = re.compile(r"^(?P<root>.+)-[0-9a-f]{32}(?P<ext>\.dll)$", re.IGNORE
 _LIBRARY = re.compile(r"\.(so|dylib|dll)(\.|$)", re.IGNORECASE)
 
 
+def tool_hash(name: str) -> str | None:
+    """The content hash auditwheel (`libfoo-<hash8>.so.1`) or delvewheel (`foo-<hash32>.dll`)
+    wrote into a copy's file name, as `auditwheel:<hash>` or `delvewheel:<hash>`: equal for
+    copies of one original file; None for a name neither tool hashed (delocate keeps names)."""
+    if match := re.match(r"^[^.]+-([0-9a-f]{8})\.", name):
+        return f"auditwheel:{match[1]}"
+    if match := _DELVEWHEEL.match(name):
+        return f"delvewheel:{name[len(match['root']) + 1:-len(match['ext'])].lower()}"
+    return None
+
+
 @dataclass(frozen=True)
 class VendoredCopy:
     path: str  # wheel- or site-relative POSIX path
