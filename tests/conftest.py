@@ -180,6 +180,17 @@ PyMODINIT_FUNC PyInit_{module}(void) {{
 """
 
 
+def setuptools_pyproject(project: Path, distribution: str, packages: list[str], *, version: str = "1.0.0",
+                         dependencies: tuple[str, ...] = (), src_layout: bool = True) -> None:
+    """PROJECT's pyproject.toml: a setuptools project (its extensions in its setup.py)."""
+    deps = "".join(f'"{d}", ' for d in dependencies)
+    package_dir = '\npackage-dir = {"" = "src"}' if src_layout else ""
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{distribution}"\nversion = "{version}"\ndependencies = [{deps}]\n'
+        f"[tool.setuptools]{package_dir}\npackages = {json.dumps(packages)}\n")
+
+
 def consumer_project(where: Path, package: str, *, extra: bool = False, top_level: bool = False,
                      flags: str = "pkg-config", dependencies: tuple[str, ...] = ()) -> Path:
     """A setuptools project: package PACKAGE with extension `_core` calling libacme (and, with
@@ -199,19 +210,8 @@ def consumer_project(where: Path, package: str, *, extra: bool = False, top_leve
             f'"""{package}: test consumer."""\nfrom __future__ import annotations\n\n'
             f"from {package}._core import add, series, version\n"
         )
-    deps = "".join(f'"{d}", ' for d in dependencies)
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools>=69"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{package.replace('_', '-')}"
-        version = "1.0.0"
-        dependencies = [{deps}]
-        [tool.setuptools]
-        package-dir = {{"" = "src"}}
-        packages = {[] if top_level else [package]}
-        """))
+    setuptools_pyproject(project, package.replace("_", "-"), [] if top_level else [package],
+                         dependencies=tuple(dependencies))
     ext_name = package if top_level else f"{package}._core"
     (project / "setup.py").write_text(textwrap.dedent(f"""\
         import os, shlex, subprocess

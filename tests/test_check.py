@@ -26,6 +26,7 @@ from conftest import (
     pip_target,
     repair,
     run,
+    setuptools_pyproject,
     sharewheel,
     unpack,
 )
@@ -324,10 +325,7 @@ def math_consumer(build_env: BuildEnv, provider: Path, where: Path, package: str
     (project / "src" / package).mkdir(parents=True)
     (project / "src" / "_core.c").write_text(MATH_C.format(declarations=declarations, more=more))
     (project / "src" / package / "__init__.py").write_text(f'"""{package}: test consumer."""\n')
-    (project / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{package.replace("_", "-")}"\nversion = "1.0.0"\n'
-        f'[tool.setuptools]\npackage-dir = {{"" = "src"}}\npackages = ["{package}"]\n')
+    setuptools_pyproject(project, package.replace("_", "-"), [package])
     (project / "setup.py").write_text(
         "import shlex, subprocess\nfrom setuptools import Extension, setup\n"
         'cflags = shlex.split(subprocess.check_output(["pkg-config", "--cflags", "acme"], text=True))\n'

