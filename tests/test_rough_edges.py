@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import (
+    EXAMPLES,
     BuildEnv,
     Consumer,
     build_acme,
@@ -117,6 +118,32 @@ def test_repairing_a_repaired_wheel_recomputes_its_requirement(consumer: Consume
     shutil.copy(consumer.provider, newer)
     back = repair(again, tmp_path / "back", "--provider", newer)
     assert [str(r.specifier) for r in requires_dist(back)] == [str(Requirement("acme-native==3.*,>=3.1.4").specifier)]
+
+
+
+STATX = """\
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sys/stat.h>
+int acme_statx_here(void) { struct statx s; return statx(AT_FDCWD, ".", 0, STATX_SIZE, &s); }
+"""
+
+
+def test_a_re_repaired_wheel_drops_tags_older_than_its_providers(consumer: Consumer, tmp_path: Path) -> None:
+    """consumer.output is tagged manylinux_2_5 (and manylinux1); repaired again against a provider
+    built for manylinux_2_28 only, it must not keep promising the older platforms, where pip would
+    find no provider (auditwheel itself keeps an audited wheel's tags on a re-repair)."""
+    old = set(consumer.output.name.removesuffix(".whl").split("-")[-1].split("."))
+    assert "manylinux_2_5_x86_64" in old, old
+    base = tmp_path / "provider"
+    base.mkdir()
+    (base / "statx.c").write_text(STATX)  # statx@GLIBC_2.28 makes libacme a manylinux_2_28 library
+    run(["sh", EXAMPLES / "acme" / "build.sh", base / "prefix", "3.1.4"], env={"CC": f"gcc {base / 'statx.c'}"})
+    sharewheel("pack", base / "prefix", "--name", "acme-native", "--version", "3.1.4", "-w", base / "wheelhouse")
+    assert one(list((base / "wheelhouse").glob("*.whl"))).name.endswith("-manylinux_2_28_x86_64.whl")
+    again = repair(consumer.output, tmp_path / "again", "--provider", base / "wheelhouse")
+    platforms = set(again.name.removesuffix(".whl").split("-")[-1].split("."))
+    assert platforms == {"manylinux_2_28_x86_64"}, platforms
 
 
 FOO = {

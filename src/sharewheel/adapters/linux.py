@@ -187,7 +187,9 @@ class LinuxAdapter:
             abis = [overall.name, *overall.aliases, *abis]
         if flags.update_tags:
             replaced = set(manylinux.replace_platforms(abis[0]))
-            platforms = [p for p in plan.platforms if p not in replaced]
+            # (an audited wheel's older tags go too where its providers' wheels are newer: a
+            # re-repair keeps them otherwise, as auditwheel does, promising what pip cannot install)
+            platforms = [p for p in plan.platforms if p not in replaced and not _older_than(policies, p, floor)]
             platforms = list(dict.fromkeys([*platforms, *abis]))
         else:  # --no-update-tags: vendored for abis[0]'s policy, tagged as it came
             platforms = list(plan.platforms)
@@ -366,6 +368,16 @@ def _write_sbom(plan: Plan, tree: Path, platforms: tuple[str, ...], sources: lis
         dist_info = tree / plan.dist_info
         (dist_info / "sboms").mkdir(exist_ok=True)
         (dist_info / "sboms" / "auditwheel.cdx.json").write_text(json.dumps(sbom))
+
+
+def _older_than(policies: Any, tag: str, floor: Any) -> bool:
+    """Whether `tag` is a policy of this libc and architecture more compatible than `floor`."""
+    if floor is None:
+        return False
+    try:
+        return bool(policies.get_policy_by_name(tag) > floor)
+    except LookupError:
+        return False
 
 
 def _provider_floor(policies: Any, provider_platforms: tuple[tuple[str, ...], ...]) -> Any:
