@@ -25,6 +25,10 @@ class ProviderError(SharewheelError):
 class ProofError(SharewheelError):
     """A provider cannot stand in for the library a binary was linked against (the stand-in proof)."""
 
+    def __init__(self, message: str, provider: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider  # the distribution refused, for callers that try without it (dedupe)
+
 
 class ConfigError(SharewheelError):
     """A flag, environment variable or [tool.sharewheel] setting that is wrong."""

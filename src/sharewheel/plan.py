@@ -377,7 +377,9 @@ def errors_name(wheel: Path) -> Iterator[None]:
     except SharewheelError as e:
         if wheel.name in str(e):
             raise
-        raise type(e)(f"{wheel.name}: {e}") from None
+        named = type(e)(f"{wheel.name}: {e}")
+        named.__dict__.update(e.__dict__)  # what an error carries beside its message (ProofError.provider)
+        raise named from None
 
 
 def read_manifest(tree: Path, dist_info: str, wheel: str) -> Manifest:

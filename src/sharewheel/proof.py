@@ -54,7 +54,8 @@ def prove_stand_ins(
         lacking = _lacking(adapter, tree, binaries, plan, unvendoring, search, binary, needed, match)
         if lacking:
             where = f"{match.provider.distribution} {match.provider.provides.version}'s {match.library.path}"
-            raise ProofError(symbols.describe_missing(binary, posixpath.basename(needed), where, lacking))
+            raise ProofError(symbols.describe_missing(binary, posixpath.basename(needed), where, lacking),
+                             match.provider.distribution)
 
 
 def oldest_stand_ins(
