@@ -39,7 +39,7 @@ from sharewheel.manifest import (
 from sharewheel.metadata import add_requirements, forget_requirements
 from sharewheel.platforms import keys_of
 from sharewheel.proof import oldest_stand_ins, prove_stand_ins
-from sharewheel.registry import Match, Registry
+from sharewheel.registry import Match, Provider, Registry
 from sharewheel.runtime import Libc, Requirement
 from sharewheel.toolflags import ToolFlags
 from sharewheel.unvendor import Unvendoring, plan_unvendoring
@@ -228,7 +228,11 @@ def apply(analysis: Analysis, plan: Plan) -> Planned:
     renamed = dict(outcome.moved)
     if plan.options.install_hook:
         musl = any(p.startswith("musllinux_") for p in outcome.platforms)
-        renamed |= install_hooks(tree, analysis.binaries, plan.runtime, plan.distribution,
+        # a set's carrier (Windows): its provider package loads its own libraries, it gets no hook
+        own = tuple(f"{r.package}/" for r in plan.runtime
+                    if canonicalize_name(r.distribution) == canonicalize_name(plan.distribution))
+        hooked = {b: info for b, info in analysis.binaries.items() if not b.startswith(own)}
+        renamed |= install_hooks(tree, hooked, plan.runtime, plan.distribution,
                                  libc=Libc.MUSL if musl else Libc.OTHER, wheel=wheel)
     links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
     # what this repair vendored, and the copies an earlier repair (by any tool) left in place
@@ -252,6 +256,7 @@ def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, u
     files: dict[str, set[str]] = {}
     providers = {}
     provided: dict[str, Callable[[Path], None]] = {}
+    own: dict[str, tuple[Provider, set[str]]] = {}  # a set's carrier: its own DLLs its binaries link
     removed = set(unvendoring.removed)  # (a replaced copy that needed another: gone, nothing to relink)
     for binary, info in sorted(analysis.binaries.items()):
         if binary in removed:
@@ -268,6 +273,9 @@ def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, u
                     matches[binary, name] = match
                     relink.setdefault(binary, {})[name] = library.unique_name
                     fallback.setdefault(binary, set()).add(posixpath.dirname(library.path))
+                if analysis.adapter.os == "windows" and not binary.startswith(f"{provider.provides.package}/"):
+                    own.setdefault(canonicalize_name(provider.distribution), (provider, set()))[1].add(
+                        library.unique_name)  # no RPATH on Windows: its hook loads it, as the others' do
                 continue
             matches[binary, name] = match
             key = canonicalize_name(provider.distribution)
@@ -301,7 +309,8 @@ def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, u
         fallback_dirs={b: tuple(sorted(d)) for b, d in fallback.items()},
         links=tuple(links),
         requirements=tuple(providers[k].requirement(unvendoring.floors.get(k)) for k in sorted(providers)),
-        runtime=tuple(providers[k].runtime(files[k], unvendoring.floors.get(k)) for k in sorted(providers)),
+        runtime=(*(providers[k].runtime(files[k], unvendoring.floors.get(k)) for k in sorted(providers)),
+                 *(provider.runtime(unique) for provider, unique in own.values())),
         exclude=frozenset({*options.exclude, *(name for m in relink.values() for name in m)}),
         provided=provided,
         matches=matches,

@@ -7,7 +7,8 @@ same original file, the same soname from the same build prefix, or copies auditw
 with the same content hash) is carried by one wheel and linked by the others:
 
 1. find: every wheel is planned as repair plans it (sharewheel.plan), in a work tree; what the
-   OS tool would vendor (its source file) and the copies an earlier repair left are grouped;
+   OS tool would vendor (its source file) and the copies an earlier repair left are grouped
+   (a copy with its original names restored: soname, install id, imports of other copies);
 2. carry: the wheel that every other distribution of the set already requires (its
    Requires-Dist) carries the library. It is packed by sharewheel's own ``pack`` (unique name,
    loader package ``_<dist>_native``, manifest) at the release version with ABI policy
@@ -30,13 +31,14 @@ repairs the set in a private directory and keeps nothing).
 from __future__ import annotations
 
 import configparser
+import contextlib
 import io
 import logging
 import os
 import posixpath
 import shutil
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -210,7 +212,7 @@ def find_shared(paths: Sequence[Path], given: dict[Path, RepairOptions], keep: P
     """The libraries two or more of `paths` would vendor, each once (copies kept under `keep`)."""
     found: list[Vendored] = []
     for index, path in enumerate(paths):
-        with planned(path, replace(given[path], dry_run=True, progress=None)) as done:
+        with _quiet(), planned(path, replace(given[path], dry_run=True, progress=None)) as done:
             if not done.pure:
                 found += vendored_by(done, keep / str(index))
     groups = _groups(found)
@@ -232,6 +234,18 @@ def find_shared(paths: Sequence[Path], given: dict[Path, RepairOptions], keep: P
     return sorted(shared, key=lambda s: s.name)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Logged warnings off: the find pass plans each wheel only to look (what it would vendor is
+    mostly carried instead), the repair that follows warns about what it really does, once."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def vendored_by(done: Planned, keep: Path) -> list[Vendored]:
     """What a planned wheel vendors: the files the OS tool copied in (by their source), and the
     copies an earlier repair (auditwheel, delocate, delvewheel) left in the wheel."""
@@ -251,10 +265,12 @@ def vendored_by(done: Planned, keep: Path) -> list[Vendored]:
     for name, path in sorted(copies.items()):
         kept = keep / restored[name]
         shutil.copyfile(tree / path, kept)
-        needed = tuple(n for n in done.analysis.binaries[path].needed if n in copies)
-        _restore_names(adapter.os, kept, restored[name], {n: restored[n] for n in needed})
-        found.append(Vendored(wheel, restored[name], _keys_of_copy(tree / path, name), kept,
-                              tuple(restored[n] for n in needed), copy=True))
+        # (a Mach-O load command names a path: delocate's `@loader_path/<copy>`)
+        needed = {n: restored[posixpath.basename(n)] for n in done.analysis.binaries[path].needed
+                  if posixpath.basename(n) in copies}
+        _restore_names(adapter.os, kept, restored[name], needed)
+        found.append(Vendored(wheel, restored[name], _keys_of_copy(kept, name), kept,
+                              tuple(sorted(set(needed.values()))), copy=True))
     return found
 
 
@@ -275,7 +291,8 @@ def _keys_of_source(real: Path, soname: str) -> frozenset[Key]:
 
 def _keys_of_copy(path: Path, name: str) -> frozenset[Key]:
     """A copy an earlier repair left: auditwheel's and delvewheel's names hash the original's
-    content (equal names, equal originals); delocate keeps the name, so equal bytes it is."""
+    content (equal names, equal originals); delocate keeps the name, so equal bytes it is, once
+    its names are restored (`path`: delocate writes each wheel's own path into the install id)."""
     hashed = tool_hash(name)
     return frozenset({("tool", hashed) if hashed else ("content", sha256_hex(path))})
 
@@ -304,18 +321,30 @@ def _groups(found: list[Vendored]) -> list[list[Vendored]]:
 
 
 def _restore_names(system: str, path: Path, name: str, needed: dict[str, str]) -> None:
-    """Give a kept copy its original soname back, and its links to other copies their original
-    names, so that pack packs it under the name its users were linked against (ELF only: a
-    Mach-O or PE copy keeps what its tool wrote)."""
-    if system != "linux":
+    """Give a kept copy its original name back (ELF soname, Mach-O install id), and its links to
+    other copies (`needed`: the name it loads → that copy's original name) theirs, so that pack
+    packs it under the name its users were linked against, and copies of one library that
+    delocate edited per wheel are equal bytes again. A PE copy's export name is delvewheel's
+    original; only its imports of other copies were mangled."""
+    path.chmod(0o755)
+    pairs = [(old, new) for old, new in sorted(needed.items()) if old != new]
+    if system == "macos":
+        from sharewheel.adapters import macho
+
+        # the id delocate gave it (/DLC/<package>/.dylibs/<name>) differs per wheel: @rpath, as a
+        # relocatable build names it; its loads of other copies (@loader_path/<name>) alike
+        macho.edit(path, install_id=f"@rpath/{name}", change={old: f"@rpath/{new}" for old, new in pairs})
+        return
+    if system == "windows":
+        from sharewheel.adapters import windows
+
+        windows.rename_imports(path, dict(pairs))
         return
     from sharewheel import readers
     from sharewheel.adapters import manylinux
 
-    path.chmod(0o755)
     patcher = manylinux.elf_patcher("linux")
     patcher.set_soname(path, name)
-    pairs = [(old, new) for old, new in sorted(needed.items()) if old != new]
     if pairs:
         patcher.replace_needed(path, *pairs)
     patcher.apply_updates()

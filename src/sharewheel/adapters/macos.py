@@ -63,13 +63,31 @@ _delocate_backend = _delocate.backend
 
 
 def _materialize_provided(plan: Plan, tree: Path) -> Path:
-    """The provided libraries as files, where delocate can resolve (and then skip) them."""
+    """The provided libraries as files, where delocate can resolve (and then skip) them; also
+    those a set's carrier (sharewheel.sets) carries itself, which its binaries are relinked to
+    before their fallback LC_RPATH exists."""
     providers = tree.parent / "provided"
     providers.mkdir(exist_ok=True)
     for unique, copy in plan.provided.items():
         if not (providers / unique).exists():
             copy(providers / unique)
+    for unique, path in _carried(plan, tree).items():
+        if not (providers / unique).exists():
+            shutil.copyfile(path, providers / unique)
     return providers
+
+
+def _carried(plan: Plan, tree: Path) -> dict[str, Path]:
+    """The libraries the wheel itself provides that its binaries are relinked to (unique name →
+    file in the tree): a set's carrier links its own binaries to what it carries."""
+    found = {}
+    for binary, mapping in plan.relink.items():
+        for unique in mapping.values():
+            if unique not in plan.provided:
+                for directory in plan.fallback_dirs.get(binary, ()):
+                    if (tree / directory / unique).is_file():
+                        found[unique] = tree / directory / unique
+    return found
 
 
 def _install_name_for(unique: str) -> str:
@@ -112,6 +130,7 @@ class MacOSAdapter:
         patterns = (*plan.options.exclude, *flags.exclude)
         self._check_tagged_archs(plan, tree)
         providers = _materialize_provided(plan, tree)
+        carried = _carried(plan, tree)
         target = _target_version(flags.require_target_macos_version or os.environ.get("MACOSX_DEPLOYMENT_TARGET"))
         needs: dict[str, tuple[NeededState, ...]] | None = None
         try:
@@ -131,7 +150,7 @@ class MacOSAdapter:
                 def copy_filter(path: str) -> bool:
                     # a provided library is never copied, wherever delocate found it (a build rpath may
                     # point at the provider installed in the build environment)
-                    provided = Path(path).name in plan.provided
+                    provided = Path(path).name in plan.provided or Path(path).name in carried
                     excluded = path in excluded_paths or _excluded(path, patterns)
                     return _delocate.is_system_library(path) and not provided and not excluded
 

@@ -62,7 +62,8 @@ from sharewheel.vendored import original_names
 if TYPE_CHECKING:
     from sharewheel.plan import Plan
 
-__all__ = ["MACHINE_TAGS", "WindowsAdapter", "imports", "is_pe", "machine_tag", "pe_symbols", "set_export_name"]
+__all__ = ["MACHINE_TAGS", "WindowsAdapter", "imports", "is_pe", "machine_tag", "pe_symbols", "rename_imports",
+           "set_export_name"]
 
 MACHINE_TAGS = {0x8664: "win_amd64", 0x14C: "win32", 0xAA64: "win_arm64"}
 
@@ -125,6 +126,11 @@ def _rename_imports(path: Path, mapping: dict[str, str], strip: bool = False) ->
     except (RuntimeError, FileNotFoundError) as e:
         raise SharewheelError(f"{path.name}: cannot rename its imports ({' '.join(str(e).split())})") from None
     _fix_checksum(path)
+
+
+def rename_imports(path: Path, mapping: dict[str, str]) -> None:
+    """Rename the import (and delay-import) entries of `path` found in `mapping`, checksum kept valid."""
+    _rename_imports(path, mapping)
 
 
 def set_export_name(path: Path, name: str) -> None:
@@ -337,8 +343,10 @@ def _search_dirs(plan: Plan) -> tuple[Path, ...]:
 def _never(plan: Plan, *, user: bool = False) -> set[str]:
     """The DLL names and patterns never vendored, lowercase as delvewheel matches them: --no-dll
     (delvewheel's --exclude) and --exclude, its ':'-separated lists split as delvewheel splits
-    them, and (unless `user`: only what the user excluded) the names providers offer."""
-    excluded = plan.options.exclude if user else (*plan.exclude, *plan.provided)
+    them, and (unless `user`: only what the user excluded) the names providers offer, also the
+    unique names a set's carrier (sharewheel.sets) relinks its own binaries to: in the wheel, not beside them."""
+    excluded = plan.options.exclude if user else (
+        *plan.exclude, *plan.provided, *(unique for mapping in plan.relink.values() for unique in mapping.values()))
     return {name.strip().lower() for name in (*split_dlls(tuple(excluded)), *plan.options.tools.windows.no_dll)
             if name.strip()}
 
