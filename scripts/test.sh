@@ -14,6 +14,8 @@ command -v ld64.lld-16 >/dev/null 2>&1 || missing="$missing lld-16"
 command -v llvm-objdump-16 >/dev/null 2>&1 || missing="$missing llvm-16"
 command -v wine >/dev/null 2>&1 || missing="$missing wine wine64"
 command -v musl-gcc >/dev/null 2>&1 || missing="$missing musl-tools"
+# MinGW's GNU ld links a consumer against the import libraries pack writes (tests/test_implib.py)
+command -v x86_64-w64-mingw32-ld >/dev/null 2>&1 || missing="$missing binutils-mingw-w64-x86-64"
 say() { echo "scripts/test.sh: $*" >&2; }
 
 if [ -n "$missing" ]; then

@@ -450,7 +450,7 @@ PROBE_TARGET = """\
 def test_packed_macos_and_windows_providers_describe_their_library(system: str, request: pytest.FixtureRequest,
                                                                   tools: BuildEnv, tmp_path: Path) -> None:
     """Real zig-built prefixes packed: the dylib with its @rpath install name; on Windows the DLL
-    and the import library shipped beside it, under the name -l links (libacme.dll.a: acme, not
+    and the import library written beside it, under the name -l links (acme.lib: acme, not
     libtool's libacme-3.dll)."""
     if system == "macos":
         root = request.getfixturevalue("macos_prefixes")("arm64").root
@@ -467,7 +467,8 @@ def test_packed_macos_and_windows_providers_describe_their_library(system: str, 
         "TYPE": "SHARED_LIBRARY",
         "IMPORTED_LOCATION": f"{package}/lib/{unique}",
         "IMPORTED_SONAME": f"@rpath/{unique}" if system == "macos" else "value-NOTFOUND",
-        "IMPORTED_IMPLIB": f"{package}/lib/libacme.dll.a" if system == "windows" else "value-NOTFOUND",
+        # the import library pack writes for the unique DLL (tests/test_implib.py), MSVC's name
+        "IMPORTED_IMPLIB": f"{package}/lib/acme.lib" if system == "windows" else "value-NOTFOUND",
     }
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from sharewheel import __version__, cmake_package, pkgconfig
+from sharewheel import __version__, cmake_package, implib, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
-from sharewheel.errors import ConfigError, SharewheelError
+from sharewheel.errors import BinaryError, ConfigError, SharewheelError
 from sharewheel.files import work_dir
 from sharewheel.manifest import MANIFEST_NAME, Manifest, ProvidedLibrary, Provides
 from sharewheel.naming import link_name, unique_name
@@ -90,12 +90,12 @@ def pack(options: PackOptions) -> RepairReport:
             own = {name: unique[name] for name in map(posixpath.basename, lib.needed) if name in unique}
             adapter.install_library(lib, lib_dir / unique[lib.name], own)
             adapter.link_aids(lib_dir, unique[lib.name], lib.name)
-        for import_library in _import_libraries(prefix) if adapter.os == "windows" else ():
-            shutil.copyfile(import_library, lib_dir / import_library.name)  # repair renames what they import
+        link_names = _write_import_libraries(prefix, lib_dir, libraries, unique) if adapter.os == "windows" else None
         if (prefix / "include").is_dir():
             shutil.copytree(prefix / "include", package_dir / "include", symlinks=False)
         requires = _required_providers(libraries, registry, options.requires, distribution)
-        _write_pkgconfig(prefix, lib_dir / "pkgconfig", libraries, unique, requires, distribution, package, str(version))
+        _write_pkgconfig(prefix, lib_dir / "pkgconfig", libraries, unique, requires, distribution, package, str(version),
+                         link_names)
         _write_cmake(lib_dir, libraries, unique, requires, adapter.os, distribution, package, version, policy, platform)
         runtime = [p.runtime(lib.unique_name for lib in p.provides.libraries) for p in requires]
         (package_dir / "__init__.py").write_text(
@@ -172,6 +172,29 @@ def _import_libraries(prefix: Path) -> list[Path]:
     """Windows import libraries (MinGW .dll.a, MSVC .lib) a consumer links with."""
     lib_dir = prefix / "lib"
     return sorted(p for p in lib_dir.glob("*") if p.name.endswith((".dll.a", ".lib")) and p.is_file())
+
+
+def _write_import_libraries(
+    prefix: Path, lib_dir: Path, libraries: list[PrefixLibrary], unique: dict[str, str]
+) -> dict[str, str]:
+    """Windows: import libraries naming each unique DLL (see sharewheel.implib), under the link
+    name of the prefix's own import library for it (libtool's libacme-3.dll: `-lacme`), which
+    they replace (it names the original DLL); other .lib/.dll.a files (static libraries, import
+    libraries of DLLs not packed) are shipped as they are. Returns each library's `-l` name."""
+    own = cmake_package.import_library_for([lib.name for lib in libraries], [p.name for p in _import_libraries(prefix)])
+    link_names = {lib.name: link_name(own.get(lib.name, lib.name)) for lib in libraries}
+    written: set[str] = set()
+    for lib in libraries:
+        try:
+            paths = implib.write_provider_import_libraries(lib_dir / unique[lib.name], link_names[lib.name])
+        except BinaryError as e:  # only forwarders or ordinal-only exports: nothing to link by name
+            log.warning("%s; consumers cannot link against it", e)
+        else:
+            written.update(path.name for path in paths)
+    for import_library in _import_libraries(prefix):
+        if import_library.name not in {*own.values(), *written}:  # acme.lib beside libacme.dll.a: ours too
+            shutil.copyfile(import_library, lib_dir / import_library.name)
+    return link_names
 
 
 def _prefix_adapter(prefix: Path) -> PlatformAdapter:
@@ -265,8 +288,10 @@ def _write_pkgconfig(
     distribution: str,
     package: str,
     version: str,
+    link_names: dict[str, str] | None = None,  # Windows: the import libraries' names, not the unique DLLs'
 ) -> None:
-    renames = {link_name(lib.name): link_name(unique[lib.name]) for lib in libraries}
+    links = link_names or {lib.name: link_name(unique[lib.name]) for lib in libraries}
+    renames = {link_name(lib.name): links[lib.name] for lib in libraries}
     own_pc = sorted(p for d in ("lib", "lib64", "share") for p in (prefix / d / "pkgconfig").glob("*.pc"))
     for pc in own_pc:
         text = pc.read_text(encoding="utf-8")
@@ -281,7 +306,7 @@ def _write_pkgconfig(
         (pc_dir / f"{pc_name}.pc").write_text(
             pkgconfig.generated_pc(
                 name=pc_name, version=version, distribution=distribution, package=package,
-                link_names=[link_name(unique[lib.name])], requires=required_pc,
+                link_names=[links[lib.name]], requires=required_pc,
             ),
             encoding="utf-8",
         )
@@ -300,8 +325,9 @@ def _write_cmake(
     platform: str,
 ) -> None:
     """One relocatable CMake package per library, named like its .pc (see cmake_package)."""
-    implibs = cmake_package.import_library_for(
-        [lib.name for lib in libraries], [p.name for p in lib_dir.glob("*") if p.name.endswith((".dll.a", ".lib"))]
+    implibs = cmake_package.import_library_for(  # the .lib (listed last, so chosen) over its .dll.a twin
+        [lib.name for lib in libraries],
+        sorted((p.name for p in lib_dir.glob("*") if p.name.endswith((".dll.a", ".lib"))), key=lambda n: (n.endswith(".lib"), n)),
     ) if system == "windows" else {}
     # the name -l links: on Windows the import library's (libacme.dll.a for libtool's libacme-3.dll)
     ours = {lib.name: link_name(implibs.get(lib.name, lib.name)) for lib in libraries}

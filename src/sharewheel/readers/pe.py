@@ -77,6 +77,7 @@ class Export(NamedTuple):  # a tuple, not a dataclass: a large DLL has ten thous
     ordinal: int
     name: str | None  # None: exported by ordinal only
     forwarder: str | None  # `OTHER.name` or `OTHER.#ordinal`: resolved in another DLL; else None
+    code: bool = True  # its address lies in an executable section (a function), else data
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class _Section:
     span: int  # bytes of address space it covers: max(VirtualSize, SizeOfRawData)
     offset: int  # PointerToRawData
     raw: int  # SizeOfRawData: the bytes the file holds; the rest of the span is zero-filled
+    executable: bool = False  # IMAGE_SCN_CNT_CODE or IMAGE_SCN_MEM_EXECUTE
 
 
 def is_pe(path: str | os.PathLike[str]) -> bool:
@@ -142,10 +144,11 @@ class _Image:
         sections = []
         for i in range(count):
             name, vsize, rva, raw, offset = struct.unpack_from("<8sIIII", data, table + 40 * i)
+            flags = struct.unpack_from("<I", data, table + 40 * i + 36)[0]
             label = name.rstrip(b"\0").decode("ascii", "replace")
             if offset + raw > len(data):
                 raise _Malformed(f"section {label} extends past the end of the file (truncated?)")
-            sections.append(_Section(label, rva, max(vsize, raw), offset, raw))
+            sections.append(_Section(label, rva, max(vsize, raw), offset, raw, bool(flags & 0x20000020)))
         self.sections = sorted(sections, key=lambda s: s.rva)
         self._starts = [s.rva for s in self.sections]
         # names may share bytes (a string and its tail), but a table of names each running to the
@@ -157,6 +160,11 @@ class _Image:
             return struct.unpack_from(fmt, self.data, offset)
         except struct.error:
             raise _Malformed(f"its headers extend past the end of the file (at {offset:#x})") from None
+
+    def executable(self, rva: int) -> bool:
+        """Whether `rva` lies in a section the loader maps executable."""
+        i = bisect_right(self._starts, rva) - 1
+        return i >= 0 and rva < self.sections[i].rva + self.sections[i].span and self.sections[i].executable
 
     def directory(self, index: int) -> tuple[int, int]:
         return self.directories[index] if index < len(self.directories) else (0, 0)
@@ -284,7 +292,8 @@ class _Image:
         order = [(index, name) for index, name in order if addresses[index]]  # a zero address is an unused slot
         forwarded = sorted({addresses[index] for index, _ in order if rva <= addresses[index] < end})
         forwarders = dict(zip(forwarded, self.strings(forwarded, "export forwarder")))
-        return [Export(base + index, name, forwarders.get(addresses[index])) for index, name in order]
+        return [Export(base + index, name, forwarders.get(addresses[index]), self.executable(addresses[index]))
+                for index, name in order]
 
 
 def _read(path: Path, parse: Callable[[_Image], T]) -> T:
