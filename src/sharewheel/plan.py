@@ -28,6 +28,7 @@ from sharewheel.adapters import BinaryInfo, PlatformAdapter, RepairOutcome, adap
 from sharewheel.errors import InputWheelError, SharewheelError
 from sharewheel.files import sha256_hex, work_dir
 from sharewheel.hooks import install_hooks
+from sharewheel.launchers import install_launchers
 from sharewheel.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_SIZE,
@@ -234,6 +235,8 @@ def apply(analysis: Analysis, plan: Plan) -> Planned:
         hooked = {b: info for b, info in analysis.binaries.items() if not b.startswith(own)}
         renamed |= install_hooks(tree, hooked, plan.runtime, plan.distribution,
                                  libc=Libc.MUSL if musl else Libc.OTHER, wheel=wheel)
+        renamed |= install_launchers(tree, plan.links, renamed, plan.runtime, plan.distribution, wheel.dist_info,
+                                     wheel)
     links = tuple(replace(link, binary=renamed.get(link.binary, link.binary)) for link in plan.links)
     # what this repair vendored, and the copies an earlier repair (by any tool) left in place
     earlier = {*analysis.previous.vendored, *(b for b in analysis.binaries if is_vendored_path(b))}
