@@ -134,8 +134,12 @@ EXTRA_SOURCE = "int extra_twice(int x) { return 2 * x; }\n"
 
 @pytest.fixture(scope="session")
 def extra_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """libextra.so.1: a library no provider offers, which repair must vendor."""
-    return build_c_library(tmp_path_factory.mktemp("extra"), "extra", "libextra.so.1", EXTRA_SOURCE)
+    """libextra.so.1: a library no provider offers, which repair must vendor (with the licence
+    its prefix installs, which repair copies in: sharewheel.licenses)."""
+    prefix = build_c_library(tmp_path_factory.mktemp("extra"), "extra", "libextra.so.1", EXTRA_SOURCE)
+    (prefix / "share" / "licenses" / "extra").mkdir(parents=True)
+    (prefix / "share" / "licenses" / "extra" / "LICENSE").write_text("libextra, a test library: MIT\n")
+    return prefix
 
 
 @pytest.fixture(scope="session")

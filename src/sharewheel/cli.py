@@ -201,13 +201,19 @@ def main(ctx: click.Context) -> None:
 @click.option("--requires", multiple=True, metavar="PROVIDER", help="Another provider this one links to and loads first (repeatable).")
 @click.option("--plat", default="auto", show_default=True, help="Platform tag (default: the one auditwheel's policies give).")
 @click.option("--summary", default="", help="One-line Summary for the wheel's METADATA.")
+@click.option("--license", "license_expression", metavar="EXPRESSION",
+              help="SPDX license expression of the library, e.g. 'MIT OR Apache-2.0' (METADATA's License-Expression).")
+@click.option("--license-file", "license_files", multiple=True, type=click.Path(path_type=Path), metavar="PATH",
+              help="A licence file to ship, relative to PREFIX or absolute (repeatable; default: those PREFIX "
+              "installs in share/licenses/<name>/, share/doc/<name>/, COPYING*, LICENSE*, NOTICE*).")
 @_provider_option
 @click.option("-w", "--wheel-dir", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the wheel's name and the files it would hold, and write nothing.")
 @click.pass_context
 def pack(ctx: click.Context, prefix: Path, name: str, version: str, libs: tuple[str, ...], abi: str,
          requires: tuple[str, ...], plat: str, summary: str, providers: tuple[str, ...], plugins: tuple[Path, ...],
-         wheel_dir: Path, dry_run: bool) -> None:
+         wheel_dir: Path, dry_run: bool, license_expression: str | None = None,
+         license_files: tuple[Path, ...] = ()) -> None:
     """Pack the C/C++ library installed in PREFIX into a native-lib wheel."""
     from sharewheel.pack import PackOptions
     from sharewheel.pack import pack as run_pack
@@ -217,7 +223,7 @@ def pack(ctx: click.Context, prefix: Path, name: str, version: str, libs: tuple[
         raise SharewheelError(f"{prefix}: no such directory")
     with removed_if_left_empty(wheel_dir):  # a failed pack leaves no new -w behind
         report = run_pack(PackOptions(prefix, name, version, wheel_dir, libs, abi, requires, providers, plat, summary,
-                                      plugins, dry_run))
+                                      plugins, dry_run, license=license_expression, license_files=license_files))
     if dry_run:
         click.echo(f"{report.output.name}: dry run, nothing written to {wheel_dir}; the wheel would hold:")
         click.echo("\n".join(f"  {path}" for path in report.files))

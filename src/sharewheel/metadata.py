@@ -1,4 +1,5 @@
-"""Core metadata edits: add the Requires-Dist a provider's ABI policy dictates.
+"""Core metadata edits: add the Requires-Dist a provider's ABI policy dictates, and the
+License-File headers of the licences repair copies in.
 
 METADATA is edited as text, header by header, so that everything sharewheel does not touch
 (long description, unusual headers, their order) stays byte-for-byte as the build wrote it.
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from sharewheel.abi import narrow, parse_requirement, same_project
 
@@ -85,3 +87,31 @@ def forget_requirements(metadata: Path, previous: Iterable[str]) -> None:
         existing.specifier = own
         kept.append(f"Requires-Dist: {existing}")
     metadata.write_text("\n".join(kept) + tail, encoding="utf-8")
+
+
+def add_licenses(text: str, paths: Iterable[str], expression: str | None = None) -> str:
+    """METADATA `text` naming each of `paths` in a License-File header (PEP 639), and with
+    `expression` as License-Expression if it has none, after the licence headers already there
+    (all kept as they are); Metadata-Version is raised to 2.4, the first with both, where lower."""
+    fields, tail = _split(text)
+    keys = [field.partition(":")[0].strip().lower() for field in fields]
+    present = {" ".join(f.partition(":")[2].split()) for f, k in zip(fields, keys) if k == "license-file"}
+    added = [f"License-File: {path}" for path in dict.fromkeys(paths) if path not in present]
+    if expression and "license-expression" not in keys:
+        added.insert(0, f"License-Expression: {expression}")
+    if not added:
+        return text
+    for index, key in enumerate(keys):
+        if key == "metadata-version":
+            try:
+                older = Version(fields[index].partition(":")[2].strip()) < Version("2.4")
+            except InvalidVersion:
+                older = True
+            if older:
+                fields[index] = "Metadata-Version: 2.4"
+    licence = [i for i, k in enumerate(keys) if k in ("license", "license-expression", "license-file")]
+    # (none yet: before the requirements, which repair adds at the end and a re-repair re-adds there)
+    after = [i for i, k in enumerate(keys) if k in ("requires-dist", "provides-extra")]
+    position = licence[-1] + 1 if licence else after[0] if after else len(fields)
+    fields[position:position] = added
+    return "\n".join(fields) + tail

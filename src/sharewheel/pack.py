@@ -20,7 +20,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from sharewheel import __version__, cmake_package, implib, pkgconfig
+from sharewheel import __version__, cmake_package, implib, licenses, pkgconfig
 from sharewheel.abi import AbiPolicy, parse_version
 from sharewheel.adapters import PlatformAdapter, PrefixLibrary, adapter_for_host_binary
 from sharewheel.errors import BinaryError, ConfigError, SharewheelError
@@ -58,6 +58,8 @@ class PackOptions:
     dry_run: bool = False  # build the wheel in a work directory and report it; write nothing
     package: str | None = None  # the import package (default: the name's); a set's carrier has its own
     library_path: tuple[Path, ...] = ()  # searched after PREFIX/lib for the libraries' own dependencies
+    license: str | None = None  # SPDX expression (--license): METADATA's License-Expression, as given, canonical
+    license_files: tuple[Path, ...] = ()  # --license-file (relative to PREFIX); none: those PREFIX installs
 
 
 def pack(options: PackOptions) -> RepairReport:
@@ -67,6 +69,8 @@ def pack(options: PackOptions) -> RepairReport:
         raise SharewheelError(f"{options.prefix}: not an install prefix (no lib/ or bin/ directory)")
     version = parse_version(options.version, "--version")
     policy = AbiPolicy.parse(options.abi)
+    license_expression = licenses.expression(options.license) if options.license is not None else None
+    license_files = licenses.prefix_license_files(prefix, options.license_files)
     distribution = canonicalize_name(options.name)
     package = options.package or distribution.replace("-", "_")
     if not package.isidentifier():
@@ -131,6 +135,7 @@ def pack(options: PackOptions) -> RepairReport:
         )
         (dist_info / MANIFEST_NAME).write_text(Manifest(provides).dumps(), encoding="utf-8")
         _write_dist_info(dist_info, distribution, str(version), package, libraries, platform, options.summary)
+        licenses.write_licenses(dist_info, license_files, license_expression)  # PEP 639
         staged = write_wheel(tree, name.dist_info, Path(tmp, "stage", name.filename))
         report = repair_wheel(
             staged,
@@ -394,7 +399,10 @@ def _write_dist_info(
         f"Name: {distribution}\n"
         f"Version: {version}\n"
         f"Summary: {summary or f'Native library {names}, packed as a shared native-lib wheel by sharewheel'}\n"
-        "Requires-Python: >=3.8\n",
+        "Requires-Python: >=3.8\n"
+        "Description-Content-Type: text/plain\n\n"  # (a description: twine check --strict wants one)
+        f"The shared library {names}, for other wheels to link against and load at run time: "
+        f"a native-lib wheel packed by sharewheel {__version__}.\n",
         encoding="utf-8",
     )
     (dist_info / "WHEEL").write_text(

@@ -29,6 +29,7 @@ from sharewheel.errors import InputWheelError, SharewheelError
 from sharewheel.files import sha256_hex, work_dir
 from sharewheel.hooks import install_hooks
 from sharewheel.launchers import install_launchers
+from sharewheel.licenses import VendoredLicenses, add_vendored_licenses
 from sharewheel.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_SIZE,
@@ -145,6 +146,7 @@ class Planned:
     links: tuple[Link, ...] = ()  # the plan's links, binaries renamed as the hook renamed them
     vendored: tuple[str, ...] = ()  # what this repair vendored, and copies an earlier one left
     provides: Provides | None = None  # a provider wheel's own manifest, updated
+    licenses: VendoredLicenses | None = None  # the licences of what this repair vendored (sharewheel.licenses)
 
     @property
     def pure(self) -> bool:
@@ -244,7 +246,9 @@ def apply(analysis: Analysis, plan: Plan) -> Planned:
     forget_requirements(tree / wheel.dist_info / "METADATA", [link.requirement for link in analysis.previous.links])
     provides = _write_dist_info(tree, wheel, plan.requirements, analysis.previous.provides, links, vendored,
                                 outcome.platforms, retag=not _keeps_tags(analysis, plan))
-    return Planned(wheel, analysis, plan, outcome, links, vendored, provides)
+    # the vendored copies' licence files, from the host's package database (PEP 639 License-File)
+    licenses = add_vendored_licenses(tree / wheel.dist_info, outcome.sources)
+    return Planned(wheel, analysis, plan, outcome, links, vendored, provides, licenses)
 
 
 def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, unvendoring: Unvendoring) -> Plan:

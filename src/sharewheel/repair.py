@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sharewheel.errors import ConfigError, InputWheelError
+from sharewheel.licenses import warn_missing
 from sharewheel.manifest import Link
 from sharewheel.plan import Plan, Planned, RepairOptions, _NoProgress, planned
 from sharewheel.unvendor import describe_saved
@@ -46,6 +47,7 @@ class RepairReport:
     notices: tuple[str, ...] = ()  # the usage policies of linked providers this wheel is not listed in
     files: tuple[str, ...] = ()  # pack --dry-run: the files the wheel would hold
     carried: tuple[tuple[str, str], ...] = ()  # repair --set's carrier: (original, unique name) it carries
+    licenses: dict[str, str] = field(default_factory=dict)  # vendored path → where its licence came from ("": not found)
 
     @classmethod
     def of(cls, done: Planned, out_dir: Path) -> RepairReport:
@@ -56,7 +58,7 @@ class RepairReport:
             done.wheel.path, out_dir / done.output_name, done.links, done.vendored, done.outcome.platforms,
             tuple(str(r) for r in plan.requirements), unvendoring.removed, unvendoring.saved,
             unvendoring.reasons(), dry_run=plan.options.dry_run, sources=dict(done.outcome.sources),
-            notices=usage_notices(plan),
+            notices=usage_notices(plan), licenses=_licenses(done),
         )
 
     def plan(self) -> list[str]:
@@ -75,6 +77,8 @@ class RepairReport:
             lines.append(f"remove {path}: {why}")
         lines += [f"vendor {v}" + (f" (from {self.sources[v]})" if v in self.sources else "") + ": no provider offers it"
                   for v in self.vendored]
+        lines += [f"licence of {v}: " + (f"copied from {self.licenses[v]}" if self.licenses[v] else "not found")
+                  for v in self.vendored if v in self.licenses]
         lines += [f"require {r}" for r in self.requirements]
         lines.append(f"tag {', '.join(sorted(self.platforms))}")
         return lines
@@ -111,6 +115,13 @@ def usage_notices(plan: Plan) -> tuple[str, ...]:
     return tuple(sorted(notices))
 
 
+def _licenses(done: Planned) -> dict[str, str]:
+    """Where the licence of each copy this repair vendored came from ("": found nowhere)."""
+    if done.licenses is None:
+        return {}
+    return {**dict.fromkeys(done.licenses.missing, ""), **done.licenses.found}
+
+
 def _linked(link: Link) -> str:
     """One link for the summary: a binary built against the installed provider already asks for
     the unique name, and is said to, instead of `X -> X`."""
@@ -135,7 +146,9 @@ def repair_wheel(
         if options.dry_run:
             from sharewheel.show import plan_data
 
-            return replace(report, data=plan_data(done, out_dir, plugin_files=options.plugins))
+            data = plan_data(done, out_dir, plugin_files=options.plugins)
+            warn_missing(done.wheel.path.name, done.licenses, report.sources)  # as the real repair would
+            return replace(report, data=data)
         # write: the work tree as one atomic zip (the untouched entries copied still compressed)
         output = report.output
         if output.exists() and output.samefile(wheel_path):
@@ -148,6 +161,7 @@ def repair_wheel(
         write_wheel(tree, done.wheel.dist_info, (stage or out_dir) / output.name, unchanged=unchanged,
                     compress_level=done.compress_level, progress=progress.advance)
         progress.stage("", 0)
+        warn_missing(done.wheel.path.name, done.licenses, report.sources)  # (once written: no error follows)
     return report if stage is None else replace(report, staged=stage / output.name)
 
 

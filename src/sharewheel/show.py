@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sharewheel.abi import AbiPolicy
+from sharewheel.licenses import warn_missing
 from sharewheel.manifest import Provides
 from sharewheel.plan import Planned, RepairOptions, planned
 from sharewheel.plugin import load_plugins
@@ -88,6 +89,8 @@ def _describe(need: dict[str, Any]) -> str:
 def show_wheel(wheel_path: Path, options: RepairOptions) -> ShowReport:
     """The plan repair makes for `wheel_path` with `options`; libraries not found are reported."""
     with planned(wheel_path, replace(options, dry_run=True, tolerate_missing=True)) as done:
+        if done.outcome is not None:  # vendored libraries whose licence was not found (sharewheel.licenses)
+            warn_missing(done.wheel.path.name, done.licenses, done.outcome.sources)
         return ShowReport(plan_data(done, Path("."), plugin_files=options.plugins))
 
 
