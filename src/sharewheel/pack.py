@@ -37,6 +37,7 @@ from sharewheel.runtime import (
     provider_init,
     provider_main_source,
 )
+from sharewheel.sbom import SBOM_PATH
 from sharewheel.wheelfile import WheelName, write_wheel
 
 log = logging.getLogger("pack")
@@ -152,7 +153,8 @@ def pack(options: PackOptions) -> RepairReport:
         )
         if options.dry_run:  # what the wheel would hold: the tree, what repair vendors into it, its RECORD
             files = {path.relative_to(tree).as_posix() for path in tree.rglob("*") if not path.is_dir()}
-            report = replace(report, files=tuple(sorted({*files, *report.vendored, f"{name.dist_info}/RECORD"})))
+            sbom = f"{name.dist_info}/{SBOM_PATH}"  # (written by repair's apply, sharewheel.sbom)
+            report = replace(report, files=tuple(sorted({*files, *report.vendored, sbom, f"{name.dist_info}/RECORD"})))
         return report
 
 

@@ -43,6 +43,7 @@ from sharewheel.platforms import keys_of
 from sharewheel.proof import oldest_stand_ins, prove_stand_ins
 from sharewheel.registry import Match, Provider, Registry
 from sharewheel.runtime import Libc, Requirement
+from sharewheel.sbom import write_repaired
 from sharewheel.toolflags import ToolFlags
 from sharewheel.unvendor import Unvendoring, plan_unvendoring
 from sharewheel.vendored import is_vendored_path
@@ -248,7 +249,9 @@ def apply(analysis: Analysis, plan: Plan) -> Planned:
                                 outcome.platforms, retag=not _keeps_tags(analysis, plan))
     # the vendored copies' licence files, from the host's package database (PEP 639 License-File)
     licenses = add_vendored_licenses(tree / wheel.dist_info, outcome.sources)
-    return Planned(wheel, analysis, plan, outcome, links, vendored, provides, licenses)
+    done = Planned(wheel, analysis, plan, outcome, links, vendored, provides, licenses)
+    write_repaired(done)  # <dist-info>/sboms/sharewheel.cdx.json (sharewheel.sbom)
+    return done
 
 
 def plan_links(analysis: Analysis, registry: Registry, options: RepairOptions, unvendoring: Unvendoring) -> Plan:

@@ -37,6 +37,7 @@ from sharewheel.adapters import (
 from sharewheel.errors import BinaryError, ConfigError, InputWheelError, SharewheelError, ToolError
 from sharewheel.naming import link_name
 from sharewheel.readers import elf as elf_reader
+from sharewheel.sbom import sbom_dir
 from sharewheel.symbols import SymbolTable
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ def _write_sbom(plan: Plan, tree: Path, platforms: tuple[str, ...], sources: lis
     sbom = manylinux.sbom(output_name, sources)
     if sbom:
         dist_info = tree / plan.dist_info
-        (dist_info / "sboms").mkdir(exist_ok=True)
+        sbom_dir(tree, plan.dist_info).mkdir(exist_ok=True)  # (an error if the wheel has a file there)
         (dist_info / "sboms" / "auditwheel.cdx.json").write_text(json.dumps(sbom))
 
 

@@ -139,6 +139,13 @@ NAMES = (
     "auditwheel.repair:copylib",
     "auditwheel.repair:strip_symbols",
     "auditwheel.sboms:create_sbom_for_wheel",
+    "auditwheel._vendor.whichprovides:DpkgPackageProvider",
+    "auditwheel._vendor.whichprovides:DpkgPackageProvider.is_available",
+    "auditwheel._vendor.whichprovides:DpkgPackageProvider.whichprovides1",
+    "auditwheel._vendor.whichprovides:ProvidedBy.package_name",
+    "auditwheel._vendor.whichprovides:ProvidedBy.package_version",
+    "auditwheel._vendor.whichprovides:ProvidedBy.purl",
+    "auditwheel._vendor.whichprovides:whichprovides",
     "auditwheel.wheel_abi:WheelAbIInfo",
     "auditwheel.wheel_abi:WheelAbIInfo.blacklist_policy",
     "auditwheel.wheel_abi:WheelAbIInfo.full_external_refs",
@@ -886,3 +893,24 @@ def sbom(wheel_name: str, sources: list[Path]) -> dict[str, Any] | None:
     from auditwheel.sboms import create_sbom_for_wheel
 
     return create_sbom_for_wheel(wheel_fname=wheel_name, sbom_filepaths=sources)
+
+
+def source_packages(paths: list[str]) -> dict[str, tuple[str, str, str]]:
+    """The system package (name, version, purl) each file was installed by, where the host's package
+    database (dpkg, rpm, apk) knows it: the lookup auditwheel's SBOM makes (sharewheel.sbom)."""
+    from auditwheel._vendor.whichprovides import DpkgPackageProvider, whichprovides
+
+    if not paths:
+        return {}
+    found = dict(whichprovides(filepath=list(paths)))
+    # whichprovides asks dpkg for the resolved path, /usr/lib/…, which a merged-/usr Debian (12 and
+    # later) registers under /lib/…: ask again under that alias when it is the same file
+    missing = [p for p in paths if p not in found and str(Path(p).resolve()).startswith("/usr/")]
+    if missing and DpkgPackageProvider.is_available():
+        for path in missing:
+            alias = str(Path(path).resolve())[len("/usr"):]
+            if Path(alias).resolve() == Path(path).resolve():
+                by = DpkgPackageProvider.whichprovides1(filepath=alias)
+                if by is not None:
+                    found[path] = by
+    return {path: (by.package_name, by.package_version, by.purl) for path, by in found.items()}
