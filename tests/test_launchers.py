@@ -120,7 +120,7 @@ def launcher_plan(site: Path, entries: list[Path], command: str, args: list[str]
         binary, providers = launch.COMMANDS[{command!r}]
         here = os.path.dirname(os.path.realpath(launch.__file__))
         dirs = launch._launcher.library_dirs(launch._runtime, providers, launch.NEEDED_BY, {list(map(str, entries))!r})
-        argv, env = launch._launcher.command_for(os.path.join(here, *binary.split("/")), {args!r}, dirs,
+        argv, env = launch._launcher.command_for(launch._runtime, os.path.join(here, *binary.split("/")), {args!r}, dirs,
                                                  argv0={command!r}, environ={{}}, platform={platform!r})
         print(json.dumps({{"dirs": dirs, "argv": argv, "env": env}}))
         """)

@@ -36,7 +36,8 @@ from sharewheel.runtime import (
     loader_source,
     top_level_modules,
 )
-from sharewheel.runtime.launcher import LAUNCHER_MODULE, interpreter
+from sharewheel.runtime.launcher import LAUNCHER_MODULE
+from sharewheel.runtime.loader import interpreter
 from sharewheel.wheelfile import InputWheel, name_key, shown
 
 __all__ = ["install_launchers"]

@@ -26,7 +26,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from types import ModuleType
-    from typing import Literal
 
     Record = tuple[str, str, str, tuple[str, ...], str, tuple[str, ...]]  # see the loader's Record
 
@@ -131,32 +130,6 @@ def environ_for(environ: "Mapping[str, str] | None" = None, *, table: "ModuleTyp
     return environ_with(dirs, environ, platform)
 
 
-def interpreter(binary: str) -> "str | None":
-    """The ELF interpreter (PT_INTERP) an executable names, or None (not ELF, static, unreadable)."""
-    try:
-        with open(binary, "rb") as f:
-            head = f.read(64)
-            if len(head) < 52 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
-                return None
-            order: Literal['little', 'big'] = "little" if head[5] == 1 else "big"
-            wide = head[4] == 2
-            at = (32, 54, 56) if wide else (28, 42, 44)
-            phoff = int.from_bytes(head[at[0]:at[0] + (8 if wide else 4)], order)
-            entsize = int.from_bytes(head[at[1]:at[1] + 2], order)
-            count = int.from_bytes(head[at[2]:at[2] + 2], order)
-            f.seek(phoff)
-            table = f.read(entsize * min(count, 256))
-            for index in range(len(table) // entsize if entsize >= (56 if wide else 32) else 0):
-                entry = table[index * entsize:(index + 1) * entsize]
-                if int.from_bytes(entry[0:4], order) == 3:  # PT_INTERP
-                    offset, size = (entry[8:16], entry[32:40]) if wide else (entry[4:8], entry[16:20])
-                    f.seek(int.from_bytes(offset, order))
-                    return f.read(min(int.from_bytes(size, order), 4096)).rstrip(b"\0").decode()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return None
-
-
 def _takes_argv0(loader: str) -> bool:
     """Whether the ELF interpreter `loader` knows --argv0 (glibc >= 2.33, musl >= 1.1.25): its
     option names are strings in the file."""
@@ -167,17 +140,17 @@ def _takes_argv0(loader: str) -> bool:
         return False
 
 
-def command_for(binary: str, args: "Sequence[str]", dirs: "Sequence[str]", *, argv0: "str | None" = None,
-                environ: "Mapping[str, str] | None" = None,
+def command_for(runtime: "ModuleType", binary: str, args: "Sequence[str]", dirs: "Sequence[str]", *,
+                argv0: "str | None" = None, environ: "Mapping[str, str] | None" = None,
                 platform: "str | None" = None) -> "tuple[list[str], dict[str, str]]":
     """The argv (its first item the file to run) and environment that run `binary` with `args`
     and `dirs` searched first for the libraries it needs, the calling environment (default
     os.environ) otherwise unchanged. `argv0`: the program's argv[0] where the ELF interpreter can
-    set it (default the binary's path)."""
+    set it (default the binary's path). `runtime`: the loader module (its ELF interpreter reader)."""
     platform = sys.platform if platform is None else platform
     env = dict(os.environ if environ is None else environ)
     if platform.startswith("linux"):
-        loader = interpreter(binary)
+        loader = runtime.interpreter(binary)
         if loader and os.path.isfile(loader):
             search = [*dirs, *([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else [])]
             named = ["--argv0", argv0] if argv0 and _takes_argv0(loader) else []
@@ -197,7 +170,7 @@ def main(runtime: "ModuleType", command: str, binary: str, providers: "Sequence[
         sys.stderr.write(f"{command}: {e}\n")
         raise SystemExit(1) from None
     name = sys.argv[0] or command  # what the program sees as its name: the command's, not the file's
-    argv, env = command_for(path, sys.argv[1:], dirs, argv0=name)
+    argv, env = command_for(runtime, path, sys.argv[1:], dirs, argv0=name)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

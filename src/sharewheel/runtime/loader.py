@@ -61,11 +61,10 @@ _fallback_lock: "_thread.RLock" = sys.__dict__.setdefault("_sharewheel_fallback_
 _preloaded: "dict[tuple[str, ...], list[object]]" = sys.__dict__.setdefault("_sharewheel_preloaded", {})
 
 
-def truncated(path: str) -> "str | None":
-    """Why an ELF file cut inside its segments cannot be loaded, or None. glibc's dlopen maps
-    segments past the end of such a file and the process dies of SIGBUS before any error can
-    be raised; dyld and Windows' loader report a short file themselves. (os.open and os.read:
-    a few system calls, no file object.)"""
+def program_headers(path: str) -> "tuple[int, int, list[tuple[int, int, int]]] | None":
+    """An ELF file's size, the end of its program header table, and each header's (p_type,
+    p_offset, p_filesz) (none if the table is cut short); None for what is not ELF or cannot be
+    read. (os.open and os.read: a few system calls, no file object.)"""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except OSError:
@@ -89,14 +88,41 @@ def truncated(path: str) -> "str | None":
         return None
     finally:
         os.close(fd)
-    needed = phoff + entsize * count
-    for index in range(count if len(table) == entsize * count else 0):
+    headers = []
+    for index in range(count if len(table) == entsize * count and entsize >= (56 if wide else 32) else 0):
         entry = table[index * entsize:(index + 1) * entsize]
-        if int.from_bytes(entry[0:4], order) == 1:  # PT_LOAD
-            offset, filesz = (entry[8:16], entry[32:40]) if wide else (entry[4:8], entry[16:20])
-            needed = max(needed, int.from_bytes(offset, order) + int.from_bytes(filesz, order))
+        offset, filesz = (entry[8:16], entry[32:40]) if wide else (entry[4:8], entry[16:20])
+        headers.append((int.from_bytes(entry[0:4], order), int.from_bytes(offset, order),
+                        int.from_bytes(filesz, order)))
+    return size, phoff + entsize * count, headers
+
+
+def truncated(path: str) -> "str | None":
+    """Why an ELF file cut inside its segments cannot be loaded, or None. glibc's dlopen maps
+    segments past the end of such a file and the process dies of SIGBUS before any error can
+    be raised; dyld and Windows' loader report a short file themselves."""
+    read = program_headers(path)
+    if read is None:
+        return None
+    size, needed, headers = read
+    for p_type, offset, filesz in headers:
+        if p_type == 1:  # PT_LOAD
+            needed = max(needed, offset + filesz)
     if needed > size:
         return f"the file is {size} bytes but its segments end at byte {needed} (truncated?)"
+    return None
+
+
+def interpreter(path: str) -> "str | None":
+    """The ELF interpreter (PT_INTERP) a program names, or None (not ELF, static, unreadable)."""
+    for p_type, offset, filesz in (program_headers(path) or (0, 0, []))[2]:
+        if p_type == 3:  # PT_INTERP
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    return f.read(min(filesz, 4096)).rstrip(b"\0").decode()
+            except (OSError, UnicodeDecodeError):
+                return None
     return None
 
 
