@@ -177,11 +177,11 @@ def aliases(tag: str) -> list[str]:
 
 
 def entries(wheel: Path) -> list[str]:
-    """The wheel's files but the licence files sharewheel adds for what it vendored (issue 17:
-    auditwheel copies none), which tests/test_licenses.py checks."""
+    """The wheel's files but what sharewheel adds by design (issue 17): the licence files of what
+    it vendored and its SBOM (tests/test_licenses.py, tests/test_sbom.py check them)."""
     with zipfile.ZipFile(wheel) as zf:
-        return sorted(name for name in zf.namelist()
-                      if not name.endswith("/") and ".dist-info/licenses/" not in name)
+        return sorted(name for name in zf.namelist() if not name.endswith("/")
+                      and ".dist-info/licenses/" not in name and not name.endswith(".dist-info/sboms/sharewheel.cdx.json"))
 
 
 def vendored(wheel: Path) -> list[str]:

@@ -183,18 +183,24 @@ def test_dry_run_and_show_are_unaffected(linux_case, extra_prefix: Path, tmp_pat
     assert "acme-native" in shown.stdout and "sbom" not in shown.stdout + shown.stderr
 
 
-def test_a_linux_wheel_nothing_is_linked_in_keeps_auditwheels_sbom_alone(build_env: BuildEnv,
-                                                                          tmp_path: Path) -> None:
-    """Without a provider sharewheel repairs as auditwheel does, and writes what auditwheel writes."""
+def test_a_linux_wheel_nothing_is_linked_in_gets_its_sbom_too(build_env: BuildEnv, tmp_path: Path) -> None:
+    """Every repaired wheel has one (issue 17), also one that links no provider: beside auditwheel's
+    own SBOM (left as auditwheel writes it), sharewheel's names the vendored libgomp, its bytes'
+    SHA-256 and its Debian package; no provider component, no link."""
     source = tmp_path / "_core.c"
     source.write_text("int omp_get_max_threads(void);\nint threads(void) { return omp_get_max_threads(); }\n")
     so = tmp_path / "ext" / f"_core{sysconfig.get_config_var('EXT_SUFFIX')}"
     so.parent.mkdir()
     run(["gcc", "-O2", "-fPIC", "-shared", "-o", so, source, libgomp()])
     output = repair(prebuilt_wheel(build_env, tmp_path, so, "linux_x86_64"), tmp_path / "out")
+    sbom = validated(output)
     with zipfile.ZipFile(output) as zf:
-        assert any(n.endswith(".libs/" + n.rsplit("/", 1)[1]) and "libgomp" in n for n in zf.namelist())
-        assert not [n for n in zf.namelist() if n.endswith(SBOM)]
+        [copy] = [n for n in zf.namelist() if "libgomp" in n and n.split("/")[0].endswith(".libs")]
+        expected = hashlib.sha256(zf.read(copy)).hexdigest()
+    [component] = [c for c in sbom["components"] if properties(c).get("sharewheel:vendored-path") == [copy]]
+    assert sha256_of(component) == expected
+    assert component.get("purl", "").startswith("pkg:deb/debian/libgomp1@"), component
+    assert not [c for c in sbom["components"] if c.get("purl", "").startswith("pkg:pypi/")]
 
 
 @pytest.mark.parametrize(("entry", "said"), [

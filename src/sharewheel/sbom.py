@@ -9,8 +9,8 @@ source package where the host's package database names it (Linux: the lookup aud
 uses; delocate and delvewheel record none, which a property says), and for a provider wheel the
 libraries it packages (licence from METADATA's ``License-Expression``).
 
-Written on macOS and Windows for every repair, on Linux for a wheel that links a provider or is
-one: a Linux wheel nothing was linked in stays as auditwheel writes it, auditwheel's SBOM alone.
+Written for every repaired wheel on all three OSes (issue 17), also for a Linux wheel nothing was
+linked in: auditwheel's own SBOM names only the copies whose package it finds, this one every copy.
 The output is deterministic: sorted, no timestamp unless SOURCE_DATE_EPOCH is set, and a
 serialNumber derived from the content (uuid5), so equal repairs give equal bytes.
 """
@@ -148,16 +148,12 @@ def write_sbom(
     originals: Mapping[str, str] | None = None,
     earlier: Mapping[str, dict[str, Any]] | None = None,
 ) -> Path | None:
-    """Write (or, where there is nothing sharewheel-specific on Linux, remove a stale) SBOM in
-    `tree`; `packages` and `originals` map vendored tree paths to their source packages and the
+    """Write the SBOM in `tree`; `packages` and `originals` map vendored tree paths to their source packages and the
     names they had where the OS tool found them. Returns the file written."""
     path = sbom_dir(tree, dist_info) / posixpath.basename(SBOM_PATH)
     if path.is_dir() or path.is_symlink():
         raise InputWheelError(f"{dist_info}/{SBOM_PATH} in the wheel is not a file: sharewheel writes its SBOM there")
     links = sorted(links, key=lambda p: (canonicalize_name(p.link.provider), p.library.unique_name, p.link.binary))
-    if os_name == "linux" and not links and provides is None:
-        path.unlink(missing_ok=True)  # (an earlier repair's, now untrue)
-        return None
     sbom = build_sbom(tree, dist_info, wheel_file, os_name=os_name, links=links, vendored=vendored,
                       packages=packages, provides=provides, originals=originals or {}, earlier=earlier or {})
     path.parent.mkdir(exist_ok=True)
