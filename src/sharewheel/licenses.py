@@ -195,8 +195,10 @@ def vendored_licenses(sources: Mapping[str, str]) -> VendoredLicenses:
     files: dict[str, LicenseFile] = {}
     found: dict[str, str] = {}
     missing = []
+    # one dpkg query for every copy (a dpkg-query run costs about 0.1 s; a fresh repair vendors many)
+    owners = _dpkg_owners([c for source in sources.values() for c in _candidates(source)])
     for vendored, source in sorted(sources.items()):
-        owner = package_licenses(source) or _beside(Path(source))
+        owner = package_licenses(source, owners) or _beside(Path(source))
         if owner is None:
             missing.append(vendored)
             continue
@@ -211,12 +213,14 @@ def vendored_licenses(sources: Mapping[str, str]) -> VendoredLicenses:
     return VendoredLicenses(tuple(files.values()), found, tuple(missing))
 
 
-def package_licenses(source: str) -> tuple[str, list[tuple[Path, str]]] | None:
+def package_licenses(source: str, dpkg_owners: Mapping[str, list[str]] | None = None,
+                     ) -> tuple[str, list[tuple[Path, str]]] | None:
     """(package, [(licence file, stored path)]) of the package that installed `source`, from
-    whichever package database the host has; None where none knows it or it lists no licence."""
+    whichever package database the host has; None where none knows it or it lists no licence.
+    `dpkg_owners`: dpkg's answer for many files at once (_dpkg_owners), asked here otherwise."""
     candidates = _candidates(source)
-    for query in (_dpkg, _rpm, _apk):
-        owner = query(candidates)
+    owners = _dpkg_owners(candidates) if dpkg_owners is None else dpkg_owners
+    for owner in (_dpkg(candidates, owners), _rpm(candidates), _apk(candidates)):
         if owner is not None:
             return owner
     return None
@@ -250,15 +254,24 @@ def _query(*command: str) -> str | None:
     return result.stdout  # (dpkg-query -S exits 1 when any one path is unknown: the rest are printed)
 
 
-def _dpkg(candidates: list[str]) -> tuple[str, list[tuple[Path, str]]] | None:
-    """dpkg: `dpkg-query -S` names the package ('libzstd1:amd64: /usr/lib/...'), whose
-    /usr/share/doc/<package>/copyright Debian policy requires (and slim images keep)."""
-    output = _query("dpkg-query", "-S", *candidates)
-    for line in (output or "").splitlines():
+def _dpkg_owners(paths: list[str]) -> dict[str, list[str]]:
+    """dpkg: the packages `dpkg-query -S` names for each of `paths` ('libzstd1:amd64: /usr/lib/...');
+    empty without dpkg."""
+    owners: dict[str, list[str]] = {}
+    if not paths:
+        return owners
+    for line in (_query("dpkg-query", "-S", *dict.fromkeys(paths)) or "").splitlines():
         packages, _, path = line.partition(": ")
-        if path not in candidates or line.startswith("diversion "):
-            continue
-        for package in (p.strip().split(":")[0] for p in packages.split(",")):
+        if not line.startswith("diversion "):
+            owners.setdefault(path, []).extend(p.strip().split(":")[0] for p in packages.split(","))
+    return owners
+
+
+def _dpkg(candidates: list[str], owners: Mapping[str, list[str]]) -> tuple[str, list[tuple[Path, str]]] | None:
+    """The dpkg package of one of `candidates`, with its /usr/share/doc/<package>/copyright, which
+    Debian policy requires (and slim images keep)."""
+    for candidate in candidates:
+        for package in owners.get(candidate, ()):
             copyright_file = Path("/usr/share/doc", package, "copyright")
             if copyright_file.is_file():
                 return f"{package} (dpkg)", [(copyright_file, f"{package}/copyright")]
