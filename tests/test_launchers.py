@@ -368,27 +368,20 @@ def launcher_libc():
     return Libc.OTHER
 
 
-def python38() -> str:
-    """Python 3.8 (pyenv's, or on PATH), or "python3.8" when there is none."""
-    found = sorted((Path.home() / ".pyenv" / "versions").glob("3.8.*/bin/python"))
-    return str(found[0]) if found else shutil.which("python3.8") or "python3.8"
-
-
-@pytest.mark.parametrize("python", [python38(), sys.executable])
-def test_launcher_runs_on_the_oldest_python(python: str, linux_tool, build_env: BuildEnv, tmp_path: Path) -> None:
-    """The launcher as installed parses as 3.8 and chooses, on 3.8 and this Python, the binary's
-    own ELF interpreter with --library-path and --argv0 (glibc here)."""
+def test_launcher_parses_as_the_oldest_python_and_chooses_the_interpreter(linux_tool, build_env: BuildEnv,
+                                                                          tmp_path: Path) -> None:
+    """The launcher as installed parses as 3.8 (the oldest Python the runtime supports; no 3.8
+    interpreter is available to CI's Debian, so it is parsed, not run, there) and chooses, in a
+    fresh interpreter, the binary's own ELF interpreter with --library-path and --argv0 (glibc)."""
     import ast
 
     from sharewheel.runtime import launcher_source
 
     ast.parse(launcher_source(), feature_version=(3, 8))
-    if shutil.which(python) is None or run([python, "-c", ""], check=False).returncode != 0:
-        pytest.skip(f"{python} is not installed here (the launcher parses as 3.8 all the same)")
     provider, _, repaired = linux_tool
     site_a = pip_target(build_env, provider, tmp_path / "site-a")
     site_b = pip_target(build_env, repaired, tmp_path / "site-b")
-    plan = launcher_plan(site_b, [site_b, site_a], "acme-tool", ["1"], "linux", python=python)
+    plan = launcher_plan(site_b, [site_b, site_a], "acme-tool", ["1"], "linux")
     binary = str(site_b / "acme_tool.scripts" / "sharewheel" / "acme-tool")
     assert plan["argv"][0].startswith("/lib") and "ld-linux" in plan["argv"][0], plan
     assert plan["argv"][1:] == ["--library-path", str(site_a / "acme_native" / "lib"), "--argv0", "acme-tool", binary, "1"]
