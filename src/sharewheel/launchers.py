@@ -19,14 +19,14 @@ import configparser
 import io
 import os
 import posixpath
-import struct
 from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from sharewheel.errors import InputWheelError
+from sharewheel.errors import InputWheelError, SharewheelError
 from sharewheel.manifest import Link
+from sharewheel.readers import elf, macho, pe
 from sharewheel.runtime import (
     HOOK_MODULE,
     Requirement,
@@ -37,7 +37,6 @@ from sharewheel.runtime import (
     top_level_modules,
 )
 from sharewheel.runtime.launcher import LAUNCHER_MODULE
-from sharewheel.runtime.loader import interpreter
 from sharewheel.wheelfile import InputWheel, name_key, shown
 
 __all__ = ["install_launchers"]
@@ -186,26 +185,21 @@ def _install_package_launchers(tree: Path, packages: list[str]) -> None:
         (tree / package / f"{LAUNCHER_MODULE}.py").write_text(launcher_source(), encoding="utf-8")
 
 
+MH_EXECUTE = 2  # Mach-O filetype of a program
+
+
 def is_executable(path: Path) -> bool:
     """Whether `path` is a program rather than a library: an ELF file naming an interpreter, a PE
-    file without the DLL flag, a Mach-O file (its first slice, if fat) of type MH_EXECUTE."""
+    file without the DLL flag, a Mach-O file (its first slice, if fat) of type MH_EXECUTE. (The
+    readers' answers, cached from the analysis that read every binary already.)"""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-            if head[:4] == b"\x7fELF":
-                return interpreter(str(path)) is not None
-            if head[:2] == b"MZ" and len(head) >= 64:
-                at = struct.unpack_from("<I", head, 60)[0]
-                f.seek(at)
-                pe = f.read(24)
-                return len(pe) == 24 and pe[:4] == b"PE\0\0" and not struct.unpack_from("<H", pe, 22)[0] & 0x2000
-            if head[:4] in (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf") and len(head) >= 16:
-                f.seek(struct.unpack_from(">I", head, 16 if head[3] == 0xBE else 20)[0])  # the first slice
-                head = f.read(16)
-            for magic, order in ((b"\xcf\xfa\xed\xfe", "<"), (b"\xce\xfa\xed\xfe", "<"),
-                                 (b"\xfe\xed\xfa\xcf", ">"), (b"\xfe\xed\xfa\xce", ">")):
-                if head[:4] == magic and len(head) >= 16:
-                    return bool(struct.unpack_from(order + "I", head, 12)[0] == 2)  # MH_EXECUTE
-    except (OSError, struct.error):
+        if elf.is_elf(path):
+            found = elf.read(path)
+            return found is not None and found.interpreter is not None
+        if pe.is_pe(path):
+            return not pe.read_pe(path).dll
+        if macho.is_macho(path):
+            return macho.read(path).slices[0].filetype == MH_EXECUTE
+    except (OSError, SharewheelError, IndexError):
         return False
     return False

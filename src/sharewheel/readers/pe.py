@@ -62,6 +62,7 @@ class PeFile:
 
     machine: int  # the COFF header's Machine (0x8664 x86-64, 0x14c i386, 0xaa64 arm64)
     imports: tuple[str, ...]  # DLL names as spelled: import table, then delay-import table, each once
+    dll: bool = True  # IMAGE_FILE_DLL in the COFF header's Characteristics (False: a program, .exe)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class _Image:
         pe = self.unpack("<I", 0x3C)[0]
         if data[pe:pe + 4] != b"PE\0\0":
             raise _Malformed("no PE signature")
-        self.machine, count, _, _, _, optional_size, _ = self.unpack("<HHIIIHH", pe + 4)
+        self.machine, count, _, _, _, optional_size, self.characteristics = self.unpack("<HHIIIHH", pe + 4)
         optional = pe + 24
         magic = self.unpack("<H", optional)[0]
         if magic == PE32_PLUS:
@@ -314,7 +315,8 @@ def _read(path: Path, parse: Callable[[_Image], T]) -> T:
 
 
 def _pe_file(image: _Image) -> PeFile:
-    return PeFile(image.machine, tuple(dict.fromkeys(entry.dll for entry in image.imports(False))))
+    return PeFile(image.machine, tuple(dict.fromkeys(entry.dll for entry in image.imports(False))),
+                  bool(image.characteristics & 0x2000))
 
 
 _read_pe = FileCache(lambda name: _read(Path(name), _pe_file), 4096)
