@@ -195,7 +195,7 @@ def build_sbom(
         *(_vendored_component(tree, rel, f"{wheel_ref}#vendored:{rel}", os_name, packages.get(rel),
                               originals.get(rel), earlier.get(rel))
           for rel in sorted(set(vendored)) if (tree / rel).is_file()),
-        *(_packaged_component(tree, lib, f"{wheel_ref}#{lib.unique_name}", provides, licence)
+        *(_packaged_component(lib, f"{wheel_ref}#{lib.unique_name}", provides, licence)
           for lib in sorted(provides.libraries if provides else (), key=lambda lib: lib.unique_name)
           if provides is not None),
     ]
@@ -279,16 +279,15 @@ def _vendored_component(tree: Path, rel: str, ref: str, os_name: str, package: S
     })
 
 
-def _packaged_component(tree: Path, lib: ProvidedLibrary, ref: str, provides: Provides,
+def _packaged_component(lib: ProvidedLibrary, ref: str, provides: Provides,
                         licence: str | None) -> dict[str, Any]:
     """A library a provider wheel packages."""
-    file = tree / lib.path
     return _drop_empty({
         "type": "library",
         "bom-ref": ref,
         "name": lib.unique_name,
         "version": provides.version,
-        "hashes": _sha256(sha256_hex(file) if file.is_file() else lib.sha256),
+        "hashes": _sha256(lib.sha256),  # (the manifest's, computed from this file by apply)
         **_licenses(licence),
         "properties": _properties([("sharewheel:original-name", lib.name), ("sharewheel:path", lib.path),
                                    ("sharewheel:abi", provides.abi), ("sharewheel:series", provides.series)]),
