@@ -27,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from sharewheel.errors import ConfigError
 from sharewheel.metadata import add_licenses
+from sharewheel.wheelfile import CONTROL_CHARACTERS
 
 log = logging.getLogger("licenses")
 
@@ -38,8 +39,6 @@ MAX_LICENSE_BYTES = 1 << 20
 _LICENSE_NAMES = ("copying*", "licen[cs]e*", "notice*", "copyright*")
 #: How long one package database query may take (a cold rpm database can be slow).
 _QUERY_TIMEOUT = 30
-#: What would end a METADATA header line, or hide in one.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def _check_file(file: LicenseFile, what: str) -> None:
 
 
 def _storable(path: str) -> bool:
-    return not (".." in path or "*" in path or "\\" in path or _CONTROL.search(path) or path.startswith("/"))
+    return not (".." in path or "*" in path or "\\" in path or CONTROL_CHARACTERS.search(path) or path.startswith("/"))
 
 
 def _found_in_prefix(prefix: Path) -> list[Path]:

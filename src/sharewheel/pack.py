@@ -38,7 +38,7 @@ from sharewheel.runtime import (
     provider_main_source,
 )
 from sharewheel.sbom import SBOM_PATH
-from sharewheel.wheelfile import WheelName, write_wheel
+from sharewheel.wheelfile import CONTROL_CHARACTERS, WheelName, write_wheel
 
 log = logging.getLogger("pack")
 
@@ -160,8 +160,6 @@ def pack(options: PackOptions) -> RepairReport:
 
 #: PEP 508's name: what pip, twine and PyPI accept (ASCII only: re's IGNORECASE would take 'K').
 _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]*[a-z0-9])?", re.IGNORECASE | re.ASCII)
-#: What would end a METADATA header line, or hide in one.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def check_text_options(name: str, summary: str, flag: str = "--name") -> None:
@@ -170,7 +168,7 @@ def check_text_options(name: str, summary: str, flag: str = "--name") -> None:
     if not _NAME.fullmatch(name):
         raise ConfigError(f"{flag} {name!r}: not a distribution name (PEP 508: ASCII letters, digits, '.', '_' "
                           "and '-', beginning and ending with a letter or digit)")
-    if _CONTROL.search(summary):
+    if CONTROL_CHARACTERS.search(summary):
         raise ConfigError(f"--summary {summary[:80]!r}{'...' if len(summary) > 80 else ''}: "
                           "contains a line break or control character; it must be one line")
 

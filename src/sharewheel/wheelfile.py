@@ -185,7 +185,8 @@ def platform_tags(wheel_text: str) -> list[str]:
     return sorted({p for tag in wheel_tags(wheel_text) for p in tag.rsplit("-", 1)[-1].split(".")})
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: What would end a line of a wheel's text (a name, a METADATA header) or hide in one.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _unsafe_name_reason(name: str) -> str | None:
@@ -193,7 +194,7 @@ def _unsafe_name_reason(name: str) -> str | None:
         return "has an empty name"
     if len(name) > MAX_NAME_LENGTH:
         return f"has a name of {len(name)} characters, more than the {MAX_NAME_LENGTH} sharewheel reads"
-    if _CONTROL.search(name):
+    if CONTROL_CHARACTERS.search(name):
         return "contains a control character"
     if "\\" in name:
         return "contains a backslash"
